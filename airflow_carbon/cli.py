@@ -1,0 +1,134 @@
+"""The ``airflow-carbon`` command: replay a job stream against a carbon series with every policy."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from airflow_carbon.planning import POLICIES, PolicySettings
+from airflow_carbon.signals import SignalDataError
+from airflow_carbon.signals.csv import read_intensity_csv, read_solar_csv
+from airflow_carbon.simulate.engine import simulate
+from airflow_carbon.simulate.jobs import read_jobs_csv
+from airflow_carbon.simulate.report import as_json, summaries, table
+
+
+def duration(text: str) -> timedelta:
+    """``4h``, ``30min``, ``90s``, ``1h30m`` or ISO 8601 ``PT4H``: what pandas reads as a Timedelta, not negative."""
+    try:
+        value = pd.Timedelta(text).to_pytimedelta()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 4h, 30min or PT4H)") from None
+    if value < timedelta(0):
+        raise argparse.ArgumentTypeError(f"a duration must not be negative: {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """``0.05`` or ``5%``."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a fraction: {text!r} (try 0.05 or 5%)") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"a forecast error must lie in [0, 1): {text!r}")
+    return value
+
+
+def policy_list(text: str) -> list[str]:
+    names = list(POLICIES) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in POLICIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown policy {unknown[0] if unknown else text!r}; "
+                                         f"choose from {', '.join(POLICIES)} or all")
+    return ["immediate", *[name for name in names if name != "immediate"]]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="airflow-carbon", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    sim = commands.add_parser("simulate", help="compare policies on a job stream", description=(
+        "Replay JOBS against CARBON with each policy and print the table side by side. Baseline: every job "
+        "run when it became ready. Grid-only columns count energy x intensity where each job ran; with "
+        "--solar, the net columns subtract the on-site solar the jobs shared."))
+    sim.add_argument("jobs", type=Path, help="jobs CSV: job_id, timestamp, energy (expected_power_kwh or energy_kwh), "
+                                             "optional duration_s")
+    sim.add_argument("carbon", type=Path, help="carbon intensity CSV (seed, ENTSO-E or Electricity Maps export)")
+    sim.add_argument("--solar", type=Path, help="on-site solar CSV: timestamp, solar_kw_available")
+    sim.add_argument("--region", help="region to read from a carbon file that holds several")
+    sim.add_argument("--policy", type=policy_list, default=list(POLICIES), help="comma-separated policies, or all")
+    sim.add_argument("--max-delay", type=duration, default=timedelta(hours=4), help="delay budget per job (4h)")
+    sim.add_argument("--threshold", type=float, default=250.0, help="threshold policy: green at or below g/kWh")
+    sim.add_argument("--solar-threshold-kw", type=float, default=None,
+                     help="threshold policy: enough solar at or above this kW (default: the job's power; "
+                          "the seed used 0.05)")
+    sim.add_argument("--min-saving-pct", type=float, default=0.0, help="forecast policy: wait only to save this much")
+    sim.add_argument("--forecast-error", type=fraction, default=0.0,
+                     help="relative forecast error at 24 h ahead seen by threshold and forecast (0.05 or 5%%)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed of the forecast error")
+    sim.add_argument("--job-duration", type=duration, default=timedelta(minutes=1),
+                     help="run time of jobs without a duration_s column (1min)")
+    sim.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    sim.add_argument("--plots", type=Path, metavar="DIR", help="write the figures as PNG into DIR")
+    sim.add_argument("--records", type=Path, metavar="FILE", help="write every job's record as CSV")
+    return root
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    settings = PolicySettings(threshold_g_per_kwh=args.threshold, solar_threshold_kw=args.solar_threshold_kw,
+                              min_saving_pct=args.min_saving_pct)
+    if args.job_duration <= timedelta(0):
+        raise ValueError("--job-duration must be positive")
+    jobs = read_jobs_csv(args.jobs, default_duration=args.job_duration)
+    intensity = read_intensity_csv(args.carbon, args.region)
+    solar = read_solar_csv(args.solar) if args.solar else None
+    results = simulate(jobs, intensity, args.policy, max_delay=args.max_delay, settings=settings, solar=solar,
+                       forecast_error=args.forecast_error, seed=args.seed)
+    rows = summaries(results)
+    if args.json:
+        inputs = {"jobs": str(args.jobs), "carbon": str(args.carbon), "solar": str(args.solar) if args.solar else None,
+                  "region": intensity.region, "max_delay_s": args.max_delay.total_seconds(),
+                  "forecast_error": args.forecast_error, "estimated": intensity.estimated}
+        print(json.dumps(as_json(rows, inputs), indent=2))
+    else:
+        print(f"{len(jobs)} jobs, {intensity.region} carbon from {args.carbon}, max delay {args.max_delay}, "
+              f"forecast error {args.forecast_error:.0%}" + (" (carbon series has estimated values)"
+                                                            if intensity.estimated else ""))
+        print(table(rows, with_solar=solar is not None))
+    if args.records:
+        write_records(args.records, results)
+    if args.plots:
+        from airflow_carbon.simulate.plots import write_plots  # matplotlib loads only when figures are asked for
+
+        for path in write_plots(results, intensity, solar, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def write_records(path: Path, results: dict) -> None:
+    rows = [record.to_dict() for records in results.values() for record in records]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run_simulate(args)
+    except (SignalDataError, ValueError) as error:
+        print(f"airflow-carbon: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

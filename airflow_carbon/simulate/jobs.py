@@ -1,0 +1,60 @@
+"""The job stream a simulation replays: when each job became ready, how long it runs, what it uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from airflow_carbon.signals import SignalDataError
+from airflow_carbon.signals.csv import find_column, parse_non_negative_column, parse_utc_column, read_csv_table
+
+REQUIRED_COLUMNS = {
+    "ready_at": ("timestamp", "ready_at", "submitted_at"),
+    "energy_kwh": ("energy_kwh", "expected_energy_kwh", "expected_power_kwh"),
+}
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """Columns of a job stream, in the order of the file; ``line`` is each job's line in it."""
+
+    job_id: np.ndarray
+    ready_epoch_s: np.ndarray
+    duration_s: np.ndarray
+    energy_kwh: np.ndarray
+    line: np.ndarray
+    path: str = ""
+
+    def __len__(self) -> int:
+        return int(self.job_id.size)
+
+
+def read_jobs_csv(path: str | Path, default_duration: timedelta = timedelta(minutes=1)) -> Jobs:
+    """Read a jobs CSV such as the seed's ``job_id,timestamp,tokens,expected_power_kwh``.
+
+    The seed names its energy column ``expected_power_kwh``; it holds kWh per job. A
+    ``duration_s`` column is optional: without it every job runs ``default_duration``.
+    """
+    path = str(path)
+    frame, lines = read_csv_table(path, REQUIRED_COLUMNS)
+    ready_epoch_s = parse_utc_column(frame, "ready_at", lines, path)
+    energy_kwh = parse_non_negative_column(frame, "energy_kwh", lines, path)
+    duration_header = find_column(frame.columns, ("duration_s",))
+    if duration_header is None:
+        duration_s = np.full(len(frame), default_duration.total_seconds())
+    else:
+        duration_s = parse_non_negative_column(frame, duration_header, lines, path)
+        if np.any(duration_s == 0):
+            line = int(lines[np.flatnonzero(duration_s == 0)[0]])
+            raise SignalDataError("a job must run for more than 0 s", path=path, line=line, column=duration_header)
+    id_header = find_column(frame.columns, ("job_id", "id"))
+    job_id = frame[id_header].str.strip().to_numpy(dtype=str) if id_header else np.array([f"line-{n}" for n in lines])
+    unique, counts = np.unique(job_id, return_counts=True)
+    if np.any(counts > 1):
+        repeated = unique[counts > 1][0]
+        line = int(lines[np.flatnonzero(job_id == repeated)[1]])
+        raise SignalDataError(f"job_id {repeated!r} appears more than once", path=path, line=line, column=id_header)
+    return Jobs(job_id, ready_epoch_s, duration_s, energy_kwh, np.asarray(lines), path)
