@@ -15,11 +15,16 @@ from airflow_carbon.signals.series import to_epoch_s
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One job's account; emissions are None where the signal did not cover the interval."""
+    """One job's account; emissions are None where the signal did not cover the interval.
+
+    ``source`` names where the intensity came from (``replay of ...`` for replayed data), and
+    ``estimated`` is true where any input was estimated, replayed or missing.
+    """
 
     job_id: str
     policy: str
     region: str
+    source: str
     reason: str
     ready_at: datetime
     deadline: datetime
@@ -107,6 +112,7 @@ def account(
         job_id=job_id,
         policy=policy,
         region=intensity.region,
+        source=intensity.source,
         reason=reason,
         ready_at=ready_at,
         deadline=deadline,
