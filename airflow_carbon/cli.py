@@ -7,10 +7,8 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pandas as pd
 
 from airflow_carbon.planning import POLICIES, PolicySettings
 from airflow_carbon.signals import SignalDataError
@@ -18,17 +16,15 @@ from airflow_carbon.signals.csv import read_intensity_csv, read_solar_csv
 from airflow_carbon.simulate.engine import simulate
 from airflow_carbon.simulate.jobs import read_jobs_csv
 from airflow_carbon.simulate.report import as_json, summaries, table
+from airflow_carbon.units import parse_duration
 
 
 def duration(text: str) -> timedelta:
-    """``4h``, ``30min``, ``90s``, ``1h30m`` or ISO 8601 ``PT4H``: what pandas reads as a Timedelta, not negative."""
+    """An argparse type over ``parse_duration``."""
     try:
-        value = pd.Timedelta(text).to_pytimedelta()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 4h, 30min or PT4H)") from None
-    if value < timedelta(0):
-        raise argparse.ArgumentTypeError(f"a duration must not be negative: {text!r}")
-    return value
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def fraction(text: str) -> float:
@@ -78,7 +74,41 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print JSON instead of the table")
     sim.add_argument("--plots", type=Path, metavar="DIR", help="write the figures as PNG into DIR")
     sim.add_argument("--records", type=Path, metavar="FILE", help="write every job's record as CSV")
+    example = commands.add_parser("example-signal", help="write a synthetic intensity CSV around now, for demos",
+                                  description="Write OUT: a dirty grid (400 g/kWh) until --green-in from now, then a "
+                                              "clean one (120 g/kWh), so a carbon-aware task visibly waits and runs.")
+    example.add_argument("out", type=Path)
+    example.add_argument("--green-in", type=duration, default=timedelta(seconds=40), help="when it turns green (40s)")
+    example.add_argument("--period", type=duration, default=timedelta(seconds=10), help="period of the values (10s)")
+    example.add_argument("--region", default="DEMO")
+    metrics = commands.add_parser("metrics", help="print the metrics store's rows (needs Airflow's configuration)")
+    metrics.add_argument("--dag-id")
+    metrics.add_argument("--conn-id", default="carbon_metrics_default")
     return root
+
+
+def run_example_signal(args: argparse.Namespace) -> int:
+    now_s = int(datetime.now(UTC).timestamp())
+    period_s = max(int(args.period.total_seconds()), 1)
+    first_s = now_s - now_s % period_s - 3600
+    green_s = now_s + args.green_in.total_seconds()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["timestamp", "region", "carbon_intensity"])
+        for start_s in range(first_s, now_s + 2 * 86400, period_s):
+            instant = datetime.fromtimestamp(start_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            writer.writerow([instant, args.region, 120 if start_s >= green_s else 400])
+    print(f"wrote {args.out}: 400 g/kWh until {datetime.fromtimestamp(green_s, UTC).isoformat()}, then 120")
+    return 0
+
+
+def run_metrics(args: argparse.Namespace) -> int:
+    from airflow_carbon.hooks.metrics import CarbonMetricsHook
+
+    for row in CarbonMetricsHook(args.conn_id).get_store().rows(dag_id=args.dag_id):
+        print(json.dumps(row, default=str, sort_keys=True))
+    return 0
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -124,7 +154,8 @@ def write_records(path: Path, results: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return run_simulate(args)
+        return {"simulate": run_simulate, "example-signal": run_example_signal, "metrics": run_metrics}[args.command](
+            args)
     except (SignalDataError, ValueError) as error:
         print(f"airflow-carbon: error: {error}", file=sys.stderr)
         return 2

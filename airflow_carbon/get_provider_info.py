@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_carbon import __version__
+from airflow_carbon.settings import CONFIG_OPTIONS, CONFIG_SECTION
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -13,4 +14,46 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Carbon",
         "description": "Carbon-aware scheduling: defer tasks that can wait until the grid is cleaner.",
         "versions": [__version__],
+        "integrations": [{"integration-name": "Carbon", "tags": ["software"]}],
+        "sensors": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.sensors.carbon"]}],
+        "operators": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.operators.carbon_aware"]}],
+        "triggers": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.triggers.carbon"]}],
+        "hooks": [{"integration-name": "Carbon",
+                   "python-modules": ["airflow_carbon.hooks.metrics", "airflow_carbon.hooks.signal_csv"]}],
+        "task-decorators": [
+            {"class-name": "airflow_carbon.decorators.carbon_aware.carbon_aware_task", "name": "carbon_aware"},
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_carbon.hooks.signal_csv.CarbonCsvHook",
+                "hook-name": "Carbon intensity CSV file",
+                "connection-type": "carbon_csv",
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "port", "login", "password", "extra"]},
+                "conn-fields": {
+                    "path": {"label": "CSV path", "schema": {"type": ["string", "null"]}},
+                    "region": {"label": "Region", "schema": {"type": ["string", "null"]}},
+                    "replay": {"label": "Replay onto the present", "schema": {"type": ["boolean", "null"]}},
+                },
+            },
+            {
+                "hook-class-name": "airflow_carbon.hooks.metrics.CarbonMetricsHook",
+                "hook-name": "Carbon metrics store",
+                "connection-type": "carbon_metrics",
+                "ui-field-behaviour": {"placeholders": {"host": "database host, or the SQLite file path"}},
+                "conn-fields": {
+                    "sqlalchemy_url": {"label": "SQLAlchemy URL without password (optional)",
+                                       "schema": {"type": ["string", "null"]}},
+                },
+            },
+        ],
+        "config": {
+            CONFIG_SECTION: {
+                "description": "Defaults for carbon-aware tasks; a task's own arguments and default_args win.",
+                "options": {
+                    name: {"description": description, "version_added": "0.1.0", "type": "string",
+                           "example": None, "default": default}
+                    for name, (default, description) in CONFIG_OPTIONS.items()
+                },
+            }
+        },
     }

@@ -1,0 +1,55 @@
+"""``@carbon_aware`` on a ``@task``, ``carbon_aware(operator)``, and the registered ``@task.carbon_aware``.
+
+All three are thin: the behaviour is ``CarbonAwareMixin`` on the operator class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attr
+from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
+from airflow.sdk import BaseOperator
+from airflow.sdk.bases.decorator import task_decorator_factory
+
+from airflow_carbon.operators.carbon_aware import carbon_aware_class, wrap_operator
+from airflow_carbon.settings import SETTING_NAMES, check_given
+
+
+def _is_task_decorator(target: Any) -> bool:
+    return getattr(type(target), "_airflow_is_task_decorator", False) and hasattr(target, "operator_class")
+
+
+def carbon_aware(target: Any = None, /, **options: Any) -> Any:
+    """Make a task wait for a cleaner grid, up to its deadline.
+
+    Stack it on ``@task`` (``@carbon_aware(max_delay=timedelta(hours=4))`` or bare
+    ``@carbon_aware``), or call it on any operator instance:
+    ``carbon_aware(BashOperator(...), max_delay=timedelta(minutes=30))``. Settings not
+    given come from the DAG's ``default_args``, then from ``[carbon]`` in airflow.cfg.
+    """
+    if target is None:
+        return lambda decorated: carbon_aware(decorated, **options)
+    if isinstance(target, BaseOperator):
+        return wrap_operator(target, options)
+    if _is_task_decorator(target):
+        check_given(target.kwargs.get("task_id", target.function.__name__), options)
+        return attr.evolve(target, operator_class=carbon_aware_class(target.operator_class),
+                           kwargs={**target.kwargs, "carbon_options": options})
+    if callable(target):
+        raise TypeError(f"@carbon_aware goes on a @task function or an operator instance; {target!r} is a plain "
+                        "function: put @task under @carbon_aware, or use @task.carbon_aware")
+    raise TypeError(f"carbon_aware() takes an operator instance or a @task function, got {target!r}")
+
+
+def carbon_aware_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None, **kwargs: Any):
+    """``@task.carbon_aware(max_delay=..., region=..., energy_kwh=...)``: a Python task that waits for clean power."""
+    options = {name: kwargs.pop(name) for name in SETTING_NAMES if name in kwargs}
+    return task_decorator_factory(
+        python_callable=python_callable,
+        multiple_outputs=multiple_outputs,
+        decorated_operator_class=carbon_aware_class(_PythonDecoratedOperator),
+        carbon_options=options,
+        **kwargs,
+    )

@@ -1,0 +1,244 @@
+"""The Airflow glue of the metrics store: find its database through a connection, write without ever failing a task."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+from sqlalchemy import URL, make_url
+from tenacity import Retrying, stop_after_attempt, wait_exponential
+
+from airflow_carbon.metrics.store import DEFERRED, MetricsStore, TaskTryKey, safe_url
+
+# A stdlib logger rather than the hook's structlog one: Airflow routes stdlib records into the
+# task log, and they reach pytest's caplog outside a task too.
+log = logging.getLogger(__name__)
+
+SQLITE_FILE_NAME = "carbon_metrics.db"
+
+_stores: dict[str, MetricsStore] = {}
+_stores_lock = threading.Lock()
+
+
+def airflow_home() -> str:
+    """AIRFLOW_HOME resolved the way the task SDK resolves it (``~/airflow`` by default, variables expanded)."""
+    from airflow.sdk.configuration import get_sdk_expansion_variables
+
+    return get_sdk_expansion_variables()["AIRFLOW_HOME"]
+
+
+def default_sqlite_url() -> str:
+    """The store used when no connection is configured: a SQLite file under AIRFLOW_HOME."""
+    home = airflow_home()
+    os.makedirs(home, exist_ok=True)
+    return URL.create("sqlite", database=os.path.join(home, SQLITE_FILE_NAME)).render_as_string(hide_password=False)
+
+
+def url_from_connection(conn: Any, extra: Mapping[str, Any]) -> str:
+    """A SQLAlchemy URL from an Airflow connection: ``extra["sqlalchemy_url"]`` wins, else the connection's fields.
+
+    Airflow's ``get_uri()`` percent-quotes a SQLite path (``sqlite:///%2Ftmp%2Fx.db``), keeps the
+    ``postgres`` scheme SQLAlchemy no longer accepts, and puts a SQLite path in ``host`` (JSON form)
+    or ``schema`` (URI form); these are fixed here.
+    """
+    if extra.get("sqlalchemy_url"):
+        return _fix_scheme(make_url(str(extra["sqlalchemy_url"]))).render_as_string(hide_password=False)
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type == "sqlite":
+        path = conn.host or conn.schema
+        if not path:
+            raise ValueError(f"connection {conn.conn_id!r}: a SQLite connection needs the database file path in host")
+        return URL.create("sqlite", database=path).render_as_string(hide_password=False)
+    if conn_type in ("", "carbon_metrics", "carbon-metrics"):
+        raise ValueError(f"connection {conn.conn_id!r}: set extra 'sqlalchemy_url' (or use a postgres or sqlite"
+                         " connection type) to say where the carbon metrics store is")
+    url = _fix_scheme(make_url(conn.get_uri()))
+    if "__extra__" in url.query:  # a nested extra Airflow could not flatten into the query: not a DBAPI option
+        url = url.difference_update_query(["__extra__"])
+    return url.render_as_string(hide_password=False)
+
+
+def _fix_scheme(url: URL) -> URL:
+    """``postgres://`` (Airflow's and Heroku's spelling) is ``postgresql://`` to SQLAlchemy 1.4+."""
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "postgres":
+        return url.set(drivername="postgresql" + (f"+{driver}" if driver else ""))
+    return url
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+_warned_fallbacks: set[str] = set()
+
+
+class CarbonMetricsHook(BaseHook):
+    """Reach the carbon metrics store through an Airflow connection.
+
+    Writes retry with backoff and, if the store stays unreachable, log the whole record at ERROR
+    and return False: recording emissions must never fail the task whose emissions they are.
+
+    :param carbon_metrics_conn_id: connection holding the store's URL (extra ``sqlalchemy_url``,
+        or a ``postgres``/``sqlite`` connection); when it does not exist, a SQLite file
+        ``carbon_metrics.db`` under AIRFLOW_HOME is used.
+    :param attempts: tries per write.
+    :param retry_wait_s: first wait between tries; it doubles each time.
+    """
+
+    conn_name_attr = "carbon_metrics_conn_id"
+    default_conn_name = "carbon_metrics_default"
+    conn_type = "carbon_metrics"
+    hook_name = "Carbon metrics store"
+
+    def __init__(self, carbon_metrics_conn_id: str = default_conn_name, *, attempts: int = 3,
+                 retry_wait_s: float = 0.5) -> None:
+        super().__init__()
+        self.carbon_metrics_conn_id = carbon_metrics_conn_id
+        self.attempts = max(1, attempts)
+        self.retry_wait_s = retry_wait_s
+        self._url: str | None = None
+
+    # -- where the store is -------------------------------------------------------------------------
+
+    def url(self) -> str:
+        """The store's SQLAlchemy URL (it may hold a password: never log it, log ``safe_url(...)``)."""
+        if self._url is None:
+            try:
+                conn = self.get_connection(self.carbon_metrics_conn_id)
+            except AirflowNotFoundException:
+                self._url = self._fallback_url()
+            else:
+                self._url = url_from_connection(conn, conn.extra_dejson)
+        return self._url
+
+    async def aurl(self) -> str:
+        """:meth:`url` for triggers, whose event loop must not make the blocking connection lookup.
+
+        It caches the URL on the hook, so a trigger can then run ``write_decision`` in a thread
+        (``asyncio.to_thread``) without any further lookup.
+        """
+        if self._url is None:
+            try:
+                conn = await self.aget_connection(self.carbon_metrics_conn_id)
+            except AirflowNotFoundException:
+                self._url = self._fallback_url()
+            else:
+                self._url = url_from_connection(conn, await conn.aextra_dejson())
+        return self._url
+
+    def _fallback_url(self) -> str:
+        """The SQLite default, said out loud: inside a task the SDK also reports a transient Execution API
+        failure as "not found", so a configured store may be skipped for this hook."""
+        if self.carbon_metrics_conn_id != self.default_conn_name:
+            raise AirflowNotFoundException(f"carbon metrics connection {self.carbon_metrics_conn_id!r} is not defined")
+        url = default_sqlite_url()
+        if url not in _warned_fallbacks:
+            _warned_fallbacks.add(url)
+            log.warning("carbon metrics: connection %r not found; using %s", self.carbon_metrics_conn_id, url)
+        return url
+
+    def get_store(self) -> MetricsStore:
+        """The store for this connection, one per URL in the process (engines pool connections)."""
+        return self._store_for(self.url())
+
+    def get_conn(self) -> MetricsStore:
+        return self.get_store()
+
+    @staticmethod
+    def _store_for(url: str) -> MetricsStore:
+        with _stores_lock:
+            store = _stores.get(url)
+            if store is None:
+                store = _stores[url] = MetricsStore(url)
+            return store
+
+    @classmethod
+    def reset_store_cache(cls) -> None:
+        """Dispose of the cached stores (tests, or after a fork)."""
+        with _stores_lock:
+            for store in _stores.values():
+                store.close()
+            _stores.clear()
+
+    # -- writes that never raise --------------------------------------------------------------------
+
+    def write_decision(self, key: TaskTryKey, *, region: str | None, source: str | None, policy: str | None,
+                       ready_at: datetime | str | None, deadline: datetime | str | None,
+                       decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
+                       failed_sources: Iterable[str] = (), state: str = DEFERRED) -> bool:
+        """Record a ``deferred`` try (see :meth:`MetricsStore.record_decision`); False, logged, if it failed."""
+        failed = list(failed_sources)
+        fields = {"region": region, "source": source, "policy": policy, "ready_at": ready_at, "deadline": deadline,
+                  "decision": dict(decision), "signal": signal, "served_by": served_by, "failed_sources": failed,
+                  "state": state}
+        return self._write("decision", key, fields, lambda store: store.record_decision(key, **fields))
+
+    def write_completion(self, key: TaskTryKey, record: Mapping[str, Any], *, signal: str | None = None,
+                         served_by: str | None = None, failed_sources: Iterable[str] = ()) -> bool:
+        """Record a ``completed`` try (see :meth:`MetricsStore.record_completion`); False, logged, if it failed."""
+        failed = list(failed_sources)
+        fields = {"signal": signal, "served_by": served_by, "failed_sources": failed}
+        return self._write("completion", key, {"record": dict(record), **fields},
+                           lambda store: store.record_completion(key, record, **fields))
+
+    def _write(self, kind: str, key: TaskTryKey, fields: dict[str, Any], write: Callable[[MetricsStore], None]
+               ) -> bool:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.retry_wait_s, min=self.retry_wait_s, max=30),
+            before_sleep=lambda state: log.warning(
+                "carbon metrics: writing the %s of %s to %s failed (attempt %d of %d): %s", kind, key,
+                self._where(), state.attempt_number, self.attempts,
+                self._describe(state.outcome.exception() if state.outcome else None),
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    write(self.get_store())
+        except Exception as error:
+            payload = json.dumps({"kind": kind, "key": asdict(key), **fields}, default=_json_default, sort_keys=True)
+            log.error("carbon metrics: could not write the %s of %s to %s after %d attempts (%s); record: %s",
+                      kind, key, self._where(), self.attempts, self._describe(error), payload)
+            return False
+        return True
+
+    # -- diagnostics --------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Open the store (creating its table if needed) and run ``SELECT 1``."""
+        try:
+            store = self.get_store()
+            store.ping()
+        except Exception as error:
+            return False, f"Cannot reach the carbon metrics store at {self._where()}: {self._describe(error)}"
+        return True, f"Connected to the carbon metrics store at {store.safe_url}"
+
+    def _where(self) -> str:
+        """The store's URL without its password, or the connection id if the URL is not known yet."""
+        return safe_url(self._url) if self._url else f"connection {self.carbon_metrics_conn_id!r}"
+
+    def _describe(self, error: BaseException | None) -> str:
+        """``Type: message`` with the URL's password blanked out: driver messages may echo a DSN."""
+        text = f"{type(error).__name__}: {error}"
+        try:
+            password = make_url(self._url).password if self._url else None
+        except Exception:
+            password = None
+        if password:
+            for secret in {str(password), quote(str(password), safe=""), quote_plus(str(password))}:
+                text = text.replace(secret, "***")
+        return text

@@ -1,0 +1,167 @@
+"""What every carbon-aware task does around its work: plan, defer, then account and record.
+
+Shared by the operator wrapper, the task decorators and the sensor, so the four ways in
+behave alike. Planning itself is ``airflow_carbon.planning``; this module only gathers the
+task's settings, the signal and the metrics store around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_carbon.accounting import account
+from airflow_carbon.hooks.metrics import CarbonMetricsHook
+from airflow_carbon.metrics.store import DEFERRED, RUNNING, TaskTryKey
+from airflow_carbon.planning import Decision, Job, decide
+from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, default_power_kw
+from airflow_carbon.signals.series import Series
+from airflow_carbon.signals.source import SignalSpec
+from airflow_carbon.triggers.carbon import CarbonWindowTrigger
+
+log = logging.getLogger(__name__)
+
+XCOM_KEY = "carbon"
+RESUME_METHOD = "carbon_resume"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def signal_spec(settings: CarbonSettings) -> SignalSpec:
+    """The task's source: bundled data for its region, or what its connection names."""
+    if settings.source is None:
+        return SignalSpec("bundled", settings.region)
+    from airflow.sdk import BaseHook
+
+    from airflow_carbon.hooks.signal_csv import CarbonCsvHook
+
+    connection = BaseHook.get_connection(settings.source)
+    if connection.conn_type == CarbonCsvHook.conn_type:
+        return CarbonCsvHook(settings.source).signal_spec(settings.region)
+    raise CarbonSettingsError(f"source connection {settings.source!r} has type {connection.conn_type!r}, "
+                              f"which is not a carbon signal source ({CarbonCsvHook.conn_type})")
+
+
+def load_signal(spec: SignalSpec, now: datetime, history: timedelta = timedelta(hours=24)
+                ) -> tuple[Series | None, list[str]]:
+    """The series, or None and why not: a failing source never stops the task."""
+    try:
+        return spec.load(now, history), []
+    except Exception as error:  # the task must still run by its deadline, whatever the source did
+        failure = f"{spec.name}: {type(error).__name__}: {error}"
+        log.warning("carbon signal unavailable: %s", failure)
+        return None, [failure]
+
+
+@dataclass
+class CarbonTaskRun:
+    """One try of a carbon-aware task: its key, settings, ready time and deadline."""
+
+    task_id: str
+    key: TaskTryKey
+    settings: CarbonSettings
+    ready_at: datetime
+    deadline: datetime
+    spec: SignalSpec
+
+    @classmethod
+    def start(cls, task: Any, context: Any, settings: CarbonSettings) -> CarbonTaskRun:
+        """The deadline is the moment the task first became ready plus ``max_delay``: retries never extend it."""
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        map_index = -1 if map_index is None else map_index
+        key = TaskTryKey(ti.dag_id, ti.task_id, ti.run_id, map_index, ti.try_number)
+        hook = CarbonMetricsHook(settings.metrics_conn_id)
+        now = utcnow()
+        try:
+            earliest = hook.get_store().earliest_ready_at(key.dag_id, key.task_id, key.run_id,
+                                                           None if map_index >= 0 else -1)
+        except Exception:
+            log.exception("carbon metrics store unreadable: this try counts as ready now")
+            earliest = None
+        ready_at = min(earliest, now) if earliest else now
+        deadline = settings.deadline or ready_at + settings.max_delay
+        if deadline < ready_at:
+            raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
+                                      f"became ready ({ready_at.isoformat()})")
+        return cls(task.task_id, key, settings, ready_at, deadline, signal_spec(settings))
+
+    @property
+    def job(self) -> Job:
+        return Job(self.settings.expected_duration, self.settings.planned_energy_kwh(default_power_kw()))
+
+    def decide_now(self) -> tuple[Decision, dict[str, Any]]:
+        """Plan from here; the payload has the shape of the trigger's event."""
+        now = utcnow()
+        series, failures = load_signal(self.spec, now)
+        decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
+                          settings=self.settings.policy_settings())
+        return decision, {
+            "reason": str(decision.reason), "fired_at": now.isoformat(), "ready_at": self.ready_at.isoformat(),
+            "deadline": self.deadline.isoformat(), "decision": decision.to_dict(),
+            "served_by": self.spec.name if series is not None else None, "failed_sources": failures,
+            "replayed": bool(series is not None and series.replayed),
+        }
+
+    def trigger(self) -> CarbonWindowTrigger:
+        return CarbonWindowTrigger(
+            ready_at=self.ready_at, deadline=self.deadline, policy=self.settings.policy,
+            duration_s=self.settings.expected_duration.total_seconds(), energy_kwh=self.job.energy_kwh,
+            signal=self.spec.to_dict(), settings=asdict(self.settings.policy_settings()),
+            refresh_s=self.settings.refresh_interval.total_seconds(),
+        )
+
+    def write_decision(self, decision: Decision, payload: dict[str, Any]) -> None:
+        """A ``deferred`` row shows the waiting task; a ``running`` one keeps its ready time for retries."""
+        CarbonMetricsHook(self.settings.metrics_conn_id).write_decision(
+            self.key, region=self.settings.region, source=self.spec.name, policy=self.settings.policy,
+            ready_at=self.ready_at, deadline=self.deadline, decision=decision.to_dict(),
+            served_by=payload["served_by"], failed_sources=payload["failed_sources"],
+            state=RUNNING if decision.run_now else DEFERRED)
+
+    def finish(self, context: Any, event: dict[str, Any], started_at: datetime, ended_at: datetime,
+               *, estimated: bool = False) -> dict[str, Any]:
+        """Account the interval the work really ran, push it to XCom under ``carbon`` and to the store."""
+        settings = self.settings
+        if settings.energy_kwh is not None:
+            energy_kwh = settings.energy_kwh
+        else:
+            power_kw = settings.power_kw if settings.power_kw is not None else default_power_kw()
+            energy_kwh = power_kw * (ended_at - started_at).total_seconds() / 3600.0
+        history = max(ended_at - self.ready_at, timedelta(0)) + timedelta(hours=1)
+        series, failures = load_signal(self.spec, ended_at, history)
+        failed_sources = [*event.get("failed_sources", []), *failures]
+        reason = event.get("reason", "deadline")
+        if series is None:
+            record = _record_without_signal(self, reason, started_at, ended_at, energy_kwh)
+        else:
+            record = account(
+                job_id=f"{self.key.dag_id}.{self.key.task_id}", policy=settings.policy, reason=reason,
+                ready_at=self.ready_at, deadline=self.deadline, started_at=started_at, ended_at=ended_at,
+                energy_kwh=energy_kwh, intensity=series,
+                estimated=estimated or not settings.energy_declared,
+            ).to_dict()
+        record |= {"served_by": event.get("served_by"), "failed_sources": failed_sources,
+                   "planned_start": event.get("decision", {}).get("start"), "try_number": self.key.try_number,
+                   "map_index": self.key.map_index}
+        context["ti"].xcom_push(key=XCOM_KEY, value=record)
+        CarbonMetricsHook(settings.metrics_conn_id).write_completion(
+            self.key, record, served_by=record["served_by"], failed_sources=failed_sources)
+        log.info("carbon record: %s", record)
+        return record
+
+
+def _record_without_signal(run: CarbonTaskRun, reason: str, started_at: datetime, ended_at: datetime,
+                           energy_kwh: float) -> dict[str, Any]:
+    return {
+        "job_id": f"{run.key.dag_id}.{run.key.task_id}", "policy": run.settings.policy, "region": run.settings.region,
+        "source": run.spec.name, "reason": reason, "ready_at": run.ready_at.isoformat(),
+        "deadline": run.deadline.isoformat(), "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(),
+        "energy_kwh": energy_kwh, "solar_kwh": 0.0, "intensity_g_per_kwh": None,
+        "baseline_intensity_g_per_kwh": None, "emissions_g": None, "baseline_emissions_g": None, "estimated": True,
+        "delay_s": (started_at - run.ready_at).total_seconds(), "grid_kwh": energy_kwh, "saved_g": None,
+    }

@@ -1,0 +1,100 @@
+"""A sensor that waits for a cleaner grid, for work that runs in the tasks after it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+
+from airflow_carbon.operators.runtime import RESUME_METHOD, CarbonTaskRun, utcnow
+from airflow_carbon.settings import check_given, resolve
+
+
+class CarbonAwareSensor(BaseSensorOperator):
+    """Succeed when the grid is clean enough for the work downstream, or at its deadline.
+
+    Its ``carbon`` record accounts the downstream work as declared (``energy_kwh`` or
+    ``power_kw`` over ``expected_duration`` from when the sensor succeeded) and is
+    marked estimated, since the sensor does not see that work run.
+
+    :param max_delay: how long after the sensor became ready the work may wait.
+    :param deadline: an absolute, templated deadline instead of ``max_delay``.
+    :param region: grid region of the signal.
+    :param source: connection id of the signal source; None: bundled data, replayed.
+    :param policy: ``immediate``, ``threshold`` or ``forecast``.
+    :param energy_kwh: energy the downstream work uses.
+    :param power_kw: or its power, over ``expected_duration``.
+    :param expected_duration: how long the downstream work runs.
+    :param min_saving_pct: ``forecast``: wait only for at least this saving.
+    :param threshold_g_per_kwh: ``threshold``: green at or below this.
+    :param on_unavailable: with no signal, ``wait`` until the deadline or ``run`` at once.
+    :param refresh_interval: how often the waiting sensor re-plans.
+    :param metrics_conn_id: connection of the metrics store.
+    :param deferrable: wait in the triggerer (default) rather than in a worker slot; without a
+        triggerer, ``deferrable=False`` pokes instead (``mode="reschedule"`` frees the slot between pokes).
+    """
+
+    template_fields = ("deadline",)
+    ui_color = "#b7e4c7"
+
+    def __init__(
+        self,
+        *,
+        max_delay: timedelta | str | None = None,
+        deadline: datetime | str | None = None,
+        region: str | None = None,
+        source: str | None = None,
+        policy: str | None = None,
+        energy_kwh: float | None = None,
+        power_kw: float | None = None,
+        expected_duration: timedelta | str | None = None,
+        min_saving_pct: float | None = None,
+        threshold_g_per_kwh: float | None = None,
+        on_unavailable: str | None = None,
+        refresh_interval: timedelta | str | None = None,
+        metrics_conn_id: str | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deadline = deadline
+        self.carbon_options = {
+            "max_delay": max_delay, "region": region, "source": source, "policy": policy, "energy_kwh": energy_kwh,
+            "power_kw": power_kw, "expected_duration": expected_duration, "min_saving_pct": min_saving_pct,
+            "threshold_g_per_kwh": threshold_g_per_kwh, "on_unavailable": on_unavailable,
+            "refresh_interval": refresh_interval, "metrics_conn_id": metrics_conn_id,
+        }
+        check_given(self.task_id, {**self.carbon_options, "deadline": deadline})
+        self.deferrable = deferrable
+        self._carbon: CarbonTaskRun | None = None
+
+    def _carbon_run(self, context: Any) -> CarbonTaskRun:
+        if self._carbon is None:
+            settings = resolve(self.task_id, {**self.carbon_options, "deadline": self.deadline},
+                               self.dag.default_args if self.dag else None)
+            self._carbon = CarbonTaskRun.start(self, context, settings)
+        return self._carbon
+
+    def execute(self, context: Any) -> None:
+        if not self.deferrable:
+            super().execute(context)
+            return self._finish(context, self._poked)
+        run = self._carbon_run(context)
+        decision, payload = run.decide_now()
+        run.write_decision(decision, payload)
+        if not decision.run_now:
+            self.defer(trigger=run.trigger(), method_name=RESUME_METHOD)
+        return self._finish(context, payload)
+
+    def poke(self, context: Any) -> bool:
+        decision, self._poked = self._carbon_run(context).decide_now()
+        return decision.run_now
+
+    def carbon_resume(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        self._finish(context, event or {})
+
+    def _finish(self, context: Any, event: dict[str, Any]) -> None:
+        run = self._carbon_run(context)
+        started_at = utcnow()
+        run.finish(context, event, started_at, started_at + run.settings.expected_duration, estimated=True)

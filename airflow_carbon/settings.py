@@ -1,0 +1,190 @@
+"""A carbon-aware task's settings: given on the task, else in the DAG's ``default_args``, else ``[carbon]``.
+
+Every value is checked where it is given, so a bad one fails when the DAG is parsed, and
+again when it is resolved at the task's start, with the task and the setting named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_carbon.planning import POLICIES, PolicySettings
+from airflow_carbon.units import parse_duration, parse_instant
+
+CONFIG_SECTION = "carbon"
+LIVE_POLICIES = tuple(name for name in POLICIES if name != "oracle")
+
+#: The ``[carbon]`` options, their defaults and what they mean (also the provider info's ``config``).
+CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
+    "max_delay": ("4h", "How long a task may wait for a cleaner grid after it became ready."),
+    "region": ("DE", "Grid region or zone of the signal (a bundled region: DE, FR, US-TX)."),
+    "source": ("", "Connection id of the signal source; empty means the bundled data, replayed onto today."),
+    "policy": ("forecast", "immediate, threshold or forecast."),
+    "power_kw": ("0.3", "Power drawn by a task that declares neither energy_kwh nor power_kw (estimated)."),
+    "expected_duration": ("30min", "How long a task is expected to run, for planning its window."),
+    "min_saving_pct": ("0", "forecast policy: wait only when it saves at least this share of running now."),
+    "threshold_g_per_kwh": ("250", "threshold policy: an intensity at or below this is green."),
+    "on_unavailable": ("wait", "With no signal: wait (re-try until the deadline) or run at once."),
+    "refresh_interval": ("5min", "How often a waiting task re-reads the signal and re-plans."),
+    "metrics_conn_id": ("carbon_metrics_default", "Connection of the metrics store database."),
+}
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _percentage(value: Any) -> float:
+    number = _positive_float(value)
+    if number >= 100:
+        raise ValueError(f"must be below 100, got {value!r}")
+    return number
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value in (None, "") else _positive_float(value)
+
+
+def _policy(value: Any) -> str:
+    if value not in LIVE_POLICIES:
+        raise ValueError(f"unknown policy {value!r}; choose one of {', '.join(LIVE_POLICIES)}")
+    return value
+
+
+def _on_unavailable(value: Any) -> str:
+    if value not in ("wait", "run"):
+        raise ValueError(f"must be 'wait' or 'run', got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value in (None, "") else _text(value)
+
+
+def _positive_duration(value: Any) -> timedelta:
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError(f"must be longer than 0, got {value!r}")
+    return duration
+
+
+def _optional_instant(value: Any) -> datetime | None:
+    return None if value in (None, "") else parse_instant(value)
+
+
+@dataclass(frozen=True)
+class CarbonSettings:
+    """Resolved settings of one carbon-aware task; see ``CONFIG_OPTIONS`` for their meaning."""
+
+    max_delay: timedelta
+    deadline: datetime | None
+    region: str
+    source: str | None
+    policy: str
+    energy_kwh: float | None
+    power_kw: float | None
+    expected_duration: timedelta
+    min_saving_pct: float
+    threshold_g_per_kwh: float
+    on_unavailable: str
+    refresh_interval: timedelta
+    metrics_conn_id: str
+
+    @property
+    def energy_declared(self) -> bool:
+        return self.energy_kwh is not None or self.power_kw is not None
+
+    def planned_energy_kwh(self, default_power_kw: float) -> float:
+        """The energy to plan with: declared, or power times the expected duration."""
+        if self.energy_kwh is not None:
+            return self.energy_kwh
+        power_kw = self.power_kw if self.power_kw is not None else default_power_kw
+        return power_kw * self.expected_duration.total_seconds() / 3600.0
+
+    def policy_settings(self) -> PolicySettings:
+        return PolicySettings(threshold_g_per_kwh=self.threshold_g_per_kwh, min_saving_pct=self.min_saving_pct,
+                              on_unavailable=self.on_unavailable)  # type: ignore[arg-type]
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "max_delay": parse_duration,
+    "deadline": _optional_instant,
+    "region": _text,
+    "source": _optional_text,
+    "policy": _policy,
+    "energy_kwh": _optional_float,
+    "power_kw": _optional_float,
+    "expected_duration": _positive_duration,
+    "min_saving_pct": _percentage,
+    "threshold_g_per_kwh": _positive_float,
+    "on_unavailable": _on_unavailable,
+    "refresh_interval": _positive_duration,
+    "metrics_conn_id": _text,
+}
+SETTING_NAMES = tuple(f.name for f in fields(CarbonSettings))
+
+
+class CarbonSettingsError(ValueError):
+    """A setting that cannot be used, named with its task."""
+
+
+def _parse(task_id: str, name: str, value: Any) -> Any:
+    try:
+        return PARSERS[name](value)
+    except (TypeError, ValueError) as error:
+        raise CarbonSettingsError(f"task {task_id!r}: carbon setting {name}={value!r}: {error}") from None
+
+
+def check_given(task_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse unknown names and bad values; Jinja templates are checked after rendering."""
+    unknown = sorted(set(given) - set(SETTING_NAMES))
+    if unknown:
+        raise CarbonSettingsError(f"task {task_id!r}: unknown carbon setting {unknown[0]!r}; "
+                                  f"known: {', '.join(SETTING_NAMES)}")
+    return {name: _parse(task_id, name, value) for name, value in given.items()
+            if value is not None and not _is_template(value)}
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def config_value(name: str) -> str:
+    """An option of ``[carbon]`` in airflow.cfg or ``AIRFLOW__CARBON__*``, else its default."""
+    from airflow.sdk.configuration import conf
+
+    return conf.get(CONFIG_SECTION, name, fallback=CONFIG_OPTIONS[name][0])
+
+
+def resolve(task_id: str, given: Mapping[str, Any], default_args: Mapping[str, Any] | None = None) -> CarbonSettings:
+    """The task's settings: given, else ``default_args``, else ``[carbon]``; each checked."""
+    values: dict[str, Any] = {}
+    for name in SETTING_NAMES:
+        if given.get(name) is not None:
+            raw = given[name]
+        elif default_args and default_args.get(name) is not None:
+            raw = default_args[name]
+        elif name in CONFIG_OPTIONS and name != "power_kw":
+            raw = config_value(name)
+        else:
+            raw = None
+        values[name] = _parse(task_id, name, raw)
+    if values["energy_kwh"] is not None and values["power_kw"] is not None:
+        raise CarbonSettingsError(f"task {task_id!r}: give energy_kwh or power_kw, not both")
+    return CarbonSettings(**values)
+
+
+def default_power_kw() -> float:
+    return _positive_float(config_value("power_kw"))

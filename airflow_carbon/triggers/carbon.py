@@ -1,0 +1,130 @@
+"""The trigger a carbon-aware task waits on: re-plan at every refresh, fire once when it should run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_carbon.planning import Job, PolicySettings, decide
+from airflow_carbon.signals.cache import shared_cache
+from airflow_carbon.signals.source import SignalSpec
+from airflow_carbon.units import parse_instant
+
+#: Sleep in steps no longer than this, re-reading the clock, so a clock jump cannot make the trigger oversleep.
+MAX_SLEEP_STEP_S = 60.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CarbonWindowTrigger(BaseTrigger):
+    """Wait until the planner says run (a green window, solar) or the deadline comes.
+
+    Its kwargs are absolute instants and a source description, never "now + delay" and
+    never a secret, so a trigger recreated on another triggerer resumes the same wait.
+
+    :param ready_at: when the task first became ready (aware).
+    :param deadline: when the task must run at the latest (aware).
+    :param policy: a planning policy (``immediate``, ``threshold``, ``forecast``).
+    :param duration_s: the task's expected run time.
+    :param energy_kwh: the energy the task is expected to use.
+    :param signal: a ``SignalSpec`` as a dict.
+    :param settings: ``PolicySettings`` fields as a dict.
+    :param refresh_s: how often to re-read the signal and re-plan.
+    """
+
+    def __init__(
+        self,
+        *,
+        ready_at: datetime | str,
+        deadline: datetime | str,
+        policy: str,
+        duration_s: float,
+        energy_kwh: float,
+        signal: dict[str, Any],
+        settings: dict[str, Any] | None = None,
+        refresh_s: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.ready_at = parse_instant(ready_at)
+        self.deadline = parse_instant(deadline)
+        if self.deadline < self.ready_at:
+            raise ValueError(f"deadline {self.deadline.isoformat()} is before ready_at {self.ready_at.isoformat()}")
+        self.policy = policy
+        self.job = Job(timedelta(seconds=duration_s), energy_kwh)
+        self.signal = SignalSpec.from_dict(signal)
+        self.settings = PolicySettings(**(settings or {}))
+        if refresh_s <= 0:
+            raise ValueError(f"refresh_s must be positive, got {refresh_s}")
+        self.refresh_s = float(refresh_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "airflow_carbon.triggers.carbon.CarbonWindowTrigger",
+            {
+                "ready_at": self.ready_at.isoformat(),
+                "deadline": self.deadline.isoformat(),
+                "policy": self.policy,
+                "duration_s": self.job.duration_s,
+                "energy_kwh": self.job.energy_kwh,
+                "signal": self.signal.to_dict(),
+                "settings": asdict(self.settings),
+                "refresh_s": self.refresh_s,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            now = utcnow()
+            series, failure = await self._read_signal(now)
+            decision = decide(self.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
+                              settings=self.settings)
+            if decision.run_now:
+                self.log.info("carbon window: %s at %s", decision.reason, now.isoformat())
+                yield TriggerEvent(self._payload(decision.to_dict(), failure, series))
+                return
+            wake = min(decision.start, now + timedelta(seconds=self._refresh_s(series)), self.deadline)
+            self.log.info("waiting until %s (planned start %s, %s; deadline %s)", wake.isoformat(),
+                          decision.start.isoformat(), decision.reason, self.deadline.isoformat())
+            await sleep_until(wake)
+
+    def _refresh_s(self, series) -> float:
+        """Re-plan at the refresh interval, never less often than the data changes."""
+        return min(self.refresh_s, float(series.period_s)) if series is not None else self.refresh_s
+
+    async def _read_signal(self, now: datetime):
+        """The series from the shared cache; on failure the last good one, else None with the error."""
+        key = ("signal", tuple(sorted(self.signal.to_dict().items())))
+        cache = shared_cache()
+        try:
+            return await cache.get(key, lambda: self.signal.load(now), max_age_s=self.refresh_s), None
+        except Exception as error:  # any failure of a source must end in a fallback, never in a lost task
+            failure = f"{self.signal.name}: {type(error).__name__}: {error}"
+            self.log.warning("carbon signal unavailable: %s", failure)
+            last = cache.last_good(key)
+            return (last[0] if last else None), failure
+
+    def _payload(self, decision: dict[str, Any], failure: str | None, series) -> dict[str, Any]:
+        return {
+            "reason": decision["reason"],
+            "fired_at": decision["now"],
+            "ready_at": self.ready_at.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "decision": decision,
+            "served_by": None if series is None else self.signal.name,
+            "failed_sources": [failure] if failure else [],
+            "replayed": bool(series is not None and series.replayed),
+        }
+
+
+async def sleep_until(moment: datetime) -> None:
+    """Sleep in steps, re-reading the clock each time, like Airflow's own DateTimeTrigger."""
+    while (remaining_s := (moment - utcnow()).total_seconds()) > 0:
+        await asyncio.sleep(min(remaining_s, MAX_SLEEP_STEP_S))
+

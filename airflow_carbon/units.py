@@ -1,0 +1,43 @@
+"""Reading durations and instants that people type, the same way in DAGs, config and the CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+
+def parse_duration(value: timedelta | str | float | int) -> timedelta:
+    """``timedelta``, seconds, ``4h``, ``30min``, ``1h30m`` or ISO 8601 ``PT4H``; never negative."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    elif isinstance(value, int | float):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str):
+        try:
+            result = pd.Timedelta(value.strip()).to_pytimedelta()
+        except ValueError:
+            raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)") from None
+        if pd.isna(result):
+            raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)")
+    else:
+        raise ValueError(f"not a duration: {value!r} (a timedelta, seconds, or text such as 4h)")
+    if result < timedelta(0):
+        raise ValueError(f"a duration must not be negative, got {value!r}")
+    return result
+
+
+def parse_instant(value: datetime | str) -> datetime:
+    """An aware UTC datetime from a datetime or ISO 8601 text; naive values are refused, not guessed."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 instant: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"not an instant: {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"instant {value.isoformat()} has no timezone; give one (e.g. +00:00)")
+    return value.astimezone(UTC)

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from airflow.sdk._shared.module_loading import import_string
+
+from airflow_carbon.signals.cache import SingleFlightCache, shared_cache
+from airflow_carbon.triggers.carbon import CarbonWindowTrigger
+from tests.signal_files import write_signal
+
+
+def trigger_for(path, *, deadline_in_s: float = 60, refresh_s: float = 1, policy: str = "forecast",
+                ready_at: datetime | None = None) -> CarbonWindowTrigger:
+    now = datetime.now(UTC)
+    return CarbonWindowTrigger(
+        ready_at=ready_at or now, deadline=now + timedelta(seconds=deadline_in_s), policy=policy, duration_s=1,
+        energy_kwh=0.01, signal={"kind": "csv", "region": "TEST", "path": str(path), "replay": False},
+        refresh_s=refresh_s)
+
+
+async def first_event(trigger: CarbonWindowTrigger, timeout_s: float = 30):
+    return await asyncio.wait_for(anext(trigger.run()), timeout_s)
+
+
+def test_serialization_round_trip_keeps_absolute_instants_and_no_secret(tmp_path):
+    trigger = trigger_for(tmp_path / "signal.csv")
+    classpath, kwargs = trigger.serialize()
+    again = import_string(classpath)(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert kwargs["deadline"] == trigger.deadline.isoformat() and kwargs["ready_at"] == trigger.ready_at.isoformat()
+    assert set(kwargs) == {"ready_at", "deadline", "policy", "duration_s", "energy_kwh", "signal", "settings",
+                           "refresh_s"}
+    assert set(kwargs["signal"]) == {"kind", "region", "path", "replay"}
+
+
+def test_a_recreated_trigger_keeps_its_deadline(tmp_path):
+    trigger = trigger_for(tmp_path / "signal.csv", deadline_in_s=3600)
+    later = import_string(trigger.serialize()[0])(**trigger.serialize()[1])
+    assert later.deadline == trigger.deadline
+
+
+def test_it_waits_for_the_green_window_and_says_so(tmp_path):
+    path = write_signal(tmp_path / "signal.csv", green_in_s=2)
+    started = datetime.now(UTC)
+    event = asyncio.run(first_event(trigger_for(path)))
+    assert event.payload["reason"] == "green_window"
+    assert datetime.fromisoformat(event.payload["fired_at"]) >= started + timedelta(seconds=1)
+    assert event.payload["served_by"] == f"csv:{path}" and event.payload["failed_sources"] == []
+
+
+def test_green_now_fires_at_once(tmp_path):
+    path = write_signal(tmp_path / "signal.csv", green_in_s=-10)
+    event = asyncio.run(first_event(trigger_for(path)))
+    assert event.payload["reason"] == "green_window" and event.payload["decision"]["run_now"]
+
+
+def test_a_failing_source_still_fires_at_the_deadline_and_says_why(tmp_path):
+    event = asyncio.run(first_event(trigger_for(tmp_path / "missing.csv", deadline_in_s=2, refresh_s=0.5)))
+    assert event.payload["reason"] == "deadline"
+    assert event.payload["served_by"] is None
+    assert "missing.csv" in event.payload["failed_sources"][0]
+    fired_at, deadline = (datetime.fromisoformat(event.payload[k]) for k in ("fired_at", "deadline"))
+    assert deadline - timedelta(seconds=1) <= fired_at <= deadline + timedelta(seconds=1)  # planning counts whole s
+
+
+def test_a_deadline_already_past_fires_at_once(tmp_path):
+    path = write_signal(tmp_path / "signal.csv", green_in_s=3600)
+    trigger = trigger_for(path, deadline_in_s=0, ready_at=datetime.now(UTC) - timedelta(hours=1))
+    assert asyncio.run(first_event(trigger, timeout_s=5)).payload["reason"] == "deadline"
+
+
+def test_naive_or_inverted_instants_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="no timezone"):
+        CarbonWindowTrigger(ready_at=datetime(2026, 1, 1), deadline=datetime(2026, 1, 2, tzinfo=UTC),
+                            policy="forecast", duration_s=60, energy_kwh=1, signal={"kind": "bundled", "region": "DE"})
+    with pytest.raises(ValueError, match="before ready_at"):
+        CarbonWindowTrigger(ready_at=datetime(2026, 1, 2, tzinfo=UTC), deadline=datetime(2026, 1, 1, tzinfo=UTC),
+                            policy="forecast", duration_s=60, energy_kwh=1, signal={"kind": "bundled", "region": "DE"})
+
+
+def test_a_thousand_waiting_triggers_read_their_source_once(tmp_path):
+    path = write_signal(tmp_path / "signal.csv", green_in_s=-10)
+
+    async def run_all():
+        events = await asyncio.gather(*(first_event(trigger_for(path, refresh_s=60)) for _ in range(1000)))
+        return events, shared_cache().loads
+
+    events, loads = asyncio.run(run_all())
+    assert len(events) == 1000 and all(e.payload["reason"] == "green_window" for e in events)
+    assert loads == 1
+
+
+def test_the_cache_loads_off_the_event_loop_once_per_key_and_refreshes_when_stale():
+    clock = [0.0]
+    threads: list[int] = []
+    release = threading.Event()
+
+    def load() -> str:
+        threads.append(threading.get_ident())
+        release.wait(5)
+        return f"value {len(threads)}"
+
+    async def scenario():
+        cache = SingleFlightCache(clock=lambda: clock[0])
+        waiting = [asyncio.create_task(cache.get("DE", load, max_age_s=300)) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        release.set()
+        first = await asyncio.gather(*waiting)
+        cached = await cache.get("DE", load, max_age_s=300)
+        clock[0] = 301
+        refreshed = await cache.get("DE", load, max_age_s=300)
+        return first, cached, refreshed, cache.loads
+
+    first, cached, refreshed, loads = asyncio.run(scenario())
+    assert set(first) == {"value 1"} and cached == "value 1" and refreshed == "value 2" and loads == 2
+    assert threading.get_ident() not in threads
+
+
+def test_a_failed_load_is_not_cached_but_the_last_good_value_is_kept():
+    outcomes = iter(["good", RuntimeError("service down")])
+
+    def load() -> str:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def scenario():
+        cache = SingleFlightCache(clock=lambda: 0.0)
+        assert await cache.get("k", load, max_age_s=-1) == "good"
+        with pytest.raises(RuntimeError, match="service down"):
+            await cache.get("k", load, max_age_s=-1)
+        return cache.last_good("k")
+
+    assert asyncio.run(scenario()) == ("good", 0.0)
