@@ -20,6 +20,9 @@ demo: $(STAMP)
 	@echo
 	@echo "== Grid only: no solar, each job at the intensity of the period it ran in =="
 	$(BIN)/airflow-carbon simulate data/inference_jobs.csv data/carbon_intensity.csv --max-delay 4h
+	@echo
+	@echo "== In Airflow: a carbon-aware task defers until the grid turns green, then runs and records =="
+	scripts/demo_airflow.sh
 
 test: $(STAMP)
 	$(BIN)/ruff check airflow_carbon tests bench dags

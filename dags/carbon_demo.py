@@ -6,6 +6,7 @@ example-signal`` writes, dirty for the next 40 seconds and clean after.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pendulum
@@ -27,7 +28,7 @@ def carbon_demo():
     def report(summary: dict, ti=None) -> dict:
         record = ti.xcom_pull(task_ids="summarize_logs", key="carbon")
         print(f"summary: {summary}")
-        print(f"carbon record: {record}")
+        print("carbon record: " + json.dumps(record))
         return record
 
     report(summarize_logs())

@@ -3,6 +3,7 @@
 from airflow_carbon.metrics.store import (
     COMPLETED,
     DEFERRED,
+    RUNNING,
     CarbonTaskTry,
     MetricsStore,
     TaskTryKey,

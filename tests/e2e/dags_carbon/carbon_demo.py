@@ -1,0 +1,1 @@
+../../../dags/carbon_demo.py
