@@ -15,6 +15,8 @@ from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.source import SignalSpec
 from airflow_carbon.units import parse_instant
 
+#: A series older than this is not used when a fresh read fails: the trigger then plans on no signal.
+STALE_AFTER_S = 3600.0
 #: Sleep in steps no longer than this, re-reading the clock, so a clock jump cannot make the trigger oversleep.
 MAX_SLEEP_STEP_S = 60.0
 
@@ -108,7 +110,7 @@ class CarbonWindowTrigger(BaseTrigger):
             failure = f"{self.signal.name}: {type(error).__name__}: {error}"
             self.log.warning("carbon signal unavailable: %s", failure)
             last = cache.last_good(key)
-            return (last[0] if last else None), failure
+            return (last[0] if last and last[1] <= STALE_AFTER_S else None), failure
 
     def _payload(self, decision: dict[str, Any], failure: str | None, series) -> dict[str, Any]:
         return {
