@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_carbon.operators.runtime import RESUME_METHOD, CarbonTaskRun, utcnow
+from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
 from airflow_carbon.settings import check_given, resolve
 
 
@@ -33,23 +33,20 @@ class CarbonAwareMixin:
 
     def execute(self, context: Any) -> Any:
         run = self._carbon_run(context)
-        decision, payload = run.decide_now()
-        run.write_decision(decision, payload)
-        if not decision.run_now:
-            self.defer(trigger=run.trigger(), method_name=RESUME_METHOD)
-        return self._carbon_work(context, run, payload)
+        return self._carbon_work(context, run, run.wait_if_needed(self))
 
     def carbon_resume(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Where the task resumes when its trigger fires: run the work, then record it."""
-        return self._carbon_work(context, self._carbon_run(context), event or {})
+        event = event or {}
+        return self._carbon_work(context, self._carbon_run(context, event), event)
 
-    def _carbon_run(self, context: Any) -> CarbonTaskRun:
+    def _carbon_run(self, context: Any, event: dict[str, Any] | None = None) -> CarbonTaskRun:
         given = dict(self.carbon_options)
         if self.carbon_deadline is not None:
             given["deadline"] = self.carbon_deadline
         dag = getattr(self, "dag", None)
         settings = resolve(self.task_id, given, dag.default_args if dag is not None else None)
-        return CarbonTaskRun.start(self, context, settings)
+        return CarbonTaskRun.start(self, context, settings, event)
 
     def _carbon_work(self, context: Any, run: CarbonTaskRun, event: dict[str, Any]) -> Any:
         started_at = utcnow()

@@ -20,6 +20,7 @@ from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, default
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import SignalSpec
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
+from airflow_carbon.units import parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -69,26 +70,33 @@ class CarbonTaskRun:
     spec: SignalSpec
 
     @classmethod
-    def start(cls, task: Any, context: Any, settings: CarbonSettings) -> CarbonTaskRun:
-        """The deadline is the moment the task first became ready plus ``max_delay``: retries never extend it."""
+    def start(cls, task: Any, context: Any, settings: CarbonSettings, event: dict[str, Any] | None = None
+              ) -> CarbonTaskRun:
+        """The deadline is the moment the task first became ready plus ``max_delay``: retries never extend it.
+
+        A resumed task takes both from its trigger's event; a new try from the first try's row.
+        """
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else map_index
         key = TaskTryKey(ti.dag_id, ti.task_id, ti.run_id, map_index, ti.try_number)
-        hook = CarbonMetricsHook(settings.metrics_conn_id)
-        now = utcnow()
-        try:
-            earliest = hook.get_store().earliest_ready_at(key.dag_id, key.task_id, key.run_id,
-                                                           None if map_index >= 0 else -1)
-        except Exception:
-            log.exception("carbon metrics store unreadable: this try counts as ready now")
-            earliest = None
-        ready_at = min(earliest, now) if earliest else now
+        if event and event.get("ready_at") and event.get("deadline"):
+            ready_at, deadline = parse_instant(event["ready_at"]), parse_instant(event["deadline"])
+            return cls(task.task_id, key, settings, ready_at, deadline, signal_spec(settings))
+        ready_at = _first_ready_at(settings, key) or utcnow()
         deadline = settings.deadline or ready_at + settings.max_delay
         if deadline < ready_at:
             raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
                                       f"became ready ({ready_at.isoformat()})")
         return cls(task.task_id, key, settings, ready_at, deadline, signal_spec(settings))
+
+    def wait_if_needed(self, task: Any) -> dict[str, Any]:
+        """Run now (returns the decision as an event payload) or defer to the trigger (raises)."""
+        decision, payload = self.decide_now()
+        self.write_decision(decision, payload)
+        if not decision.run_now:
+            task.defer(trigger=self.trigger(), method_name=RESUME_METHOD)
+        return payload
 
     @property
     def job(self) -> Job:
@@ -153,6 +161,16 @@ class CarbonTaskRun:
             self.key, record, served_by=record["served_by"], failed_sources=failed_sources)
         log.info("carbon record: %s", record)
         return record
+
+
+def _first_ready_at(settings: CarbonSettings, key: TaskTryKey) -> datetime | None:
+    """When this task instance (any mapped instance of it, when mapped) first became ready, from the store."""
+    try:
+        return CarbonMetricsHook(settings.metrics_conn_id).get_store().earliest_ready_at(
+            key.dag_id, key.task_id, key.run_id, None if key.map_index >= 0 else -1)
+    except Exception:
+        log.exception("carbon metrics store unreadable: this try counts as ready now")
+        return None
 
 
 def _record_without_signal(run: CarbonTaskRun, reason: str, started_at: datetime, ended_at: datetime,

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_carbon.operators.runtime import RESUME_METHOD, CarbonTaskRun, utcnow
+from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
 from airflow_carbon.settings import check_given, resolve
 
 
@@ -69,30 +69,32 @@ class CarbonAwareSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._carbon: CarbonTaskRun | None = None
 
-    def _carbon_run(self, context: Any) -> CarbonTaskRun:
+    def _carbon_run(self, context: Any, event: dict[str, Any] | None = None) -> CarbonTaskRun:
         if self._carbon is None:
             settings = resolve(self.task_id, {**self.carbon_options, "deadline": self.deadline},
                                self.dag.default_args if self.dag else None)
-            self._carbon = CarbonTaskRun.start(self, context, settings)
+            self._carbon = CarbonTaskRun.start(self, context, settings, event)
         return self._carbon
 
     def execute(self, context: Any) -> None:
         if not self.deferrable:
             super().execute(context)
             return self._finish(context, self._poked)
-        run = self._carbon_run(context)
-        decision, payload = run.decide_now()
-        run.write_decision(decision, payload)
-        if not decision.run_now:
-            self.defer(trigger=run.trigger(), method_name=RESUME_METHOD)
-        return self._finish(context, payload)
+        return self._finish(context, self._carbon_run(context).wait_if_needed(self))
 
     def poke(self, context: Any) -> bool:
-        decision, self._poked = self._carbon_run(context).decide_now()
+        """Each poke re-plans; the first also records the ready time, so reschedules keep the deadline."""
+        first_poke = self._carbon is None
+        run = self._carbon_run(context)
+        decision, self._poked = run.decide_now()
+        if first_poke:
+            run.write_decision(decision, self._poked)
         return decision.run_now
 
     def carbon_resume(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        self._finish(context, event or {})
+        event = event or {}
+        self._carbon_run(context, event)
+        self._finish(context, event)
 
     def _finish(self, context: Any, event: dict[str, Any]) -> None:
         run = self._carbon_run(context)

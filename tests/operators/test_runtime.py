@@ -108,3 +108,10 @@ def test_a_source_connection_of_another_type_is_refused(env, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_NOT_A_SIGNAL", json.dumps({"conn_type": "http", "host": "x"}))
     with pytest.raises(CarbonSettingsError, match="'not_a_signal' has type 'http'"):
         start(FakeTaskInstance(), source="not_a_signal")
+
+
+def test_a_resumed_task_takes_its_ready_time_and_deadline_from_the_trigger_event(env):
+    event = {"ready_at": "2026-01-01T00:00:00+00:00", "deadline": "2026-01-01T02:00:00+00:00", "reason": "deadline"}
+    settings = resolve("summarize", {"source": "signal"})
+    run = CarbonTaskRun.start(FakeTask(), {"ti": FakeTaskInstance()}, settings, event)
+    assert run.ready_at == datetime(2026, 1, 1, tzinfo=UTC) and run.deadline == datetime(2026, 1, 1, 2, tzinfo=UTC)
