@@ -19,11 +19,64 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.operators.carbon_aware"]}],
         "triggers": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.triggers.carbon"]}],
         "hooks": [{"integration-name": "Carbon",
-                   "python-modules": ["airflow_carbon.hooks.metrics", "airflow_carbon.hooks.signal_csv"]}],
+                   "python-modules": ["airflow_carbon.hooks.metrics", "airflow_carbon.hooks.signal_csv",
+                                      "airflow_carbon.hooks.watttime", "airflow_carbon.hooks.electricitymaps",
+                                      "airflow_carbon.hooks.ukgrid"]}],
         "task-decorators": [
             {"class-name": "airflow_carbon.decorators.carbon_aware.carbon_aware_task", "name": "carbon_aware"},
         ],
         "connection-types": [
+            {
+                "hook-class-name": "airflow_carbon.hooks.watttime.WattTimeHook",
+                "hook-name": "WattTime",
+                "connection-type": "watttime",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {"login": "Username", "host": "Base URL (optional)"},
+                    "placeholders": {"host": "https://api.watttime.org"},
+                },
+                "conn-fields": {
+                    "region": {"label": "Region", "schema": {"type": ["string", "null"]}},
+                    "signal_type": {"label": "Signal type", "schema": {"type": ["string", "null"]}},
+                    "latitude": {"label": "Latitude (instead of region)", "schema": {"type": ["number", "null"]}},
+                    "longitude": {"label": "Longitude", "schema": {"type": ["number", "null"]}},
+                    "horizon_hours": {"label": "Forecast horizon (h, up to 72)",
+                                      "schema": {"type": ["integer", "null"]}},
+                },
+            },
+            {
+                "hook-class-name": "airflow_carbon.hooks.electricitymaps.ElectricityMapsHook",
+                "hook-name": "Electricity Maps",
+                "connection-type": "electricitymaps",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "port", "extra"],
+                    "relabeling": {"password": "API token", "host": "Base URL (optional)"},
+                    "placeholders": {"host": "https://api.electricitymaps.com"},
+                },
+                "conn-fields": {
+                    "zone": {"label": "Zone", "schema": {"type": ["string", "null"]}},
+                    "latitude": {"label": "Latitude (instead of zone)", "schema": {"type": ["number", "null"]}},
+                    "longitude": {"label": "Longitude", "schema": {"type": ["number", "null"]}},
+                    "emission_factor": {"label": "Emission factor (lifecycle or direct)",
+                                        "schema": {"type": ["string", "null"]}},
+                    "api_version": {"label": "API version (v3)", "schema": {"type": ["string", "null"]}},
+                    "horizon_hours": {"label": "Forecast horizon (h)", "schema": {"type": ["integer", "null"]}},
+                },
+            },
+            {
+                "hook-class-name": "airflow_carbon.hooks.ukgrid.UKCarbonIntensityHook",
+                "hook-name": "UK Carbon Intensity",
+                "connection-type": "ukgrid",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "password", "schema", "port", "extra"],
+                    "relabeling": {"host": "Base URL (optional)"},
+                    "placeholders": {"host": "https://api.carbonintensity.org.uk"},
+                },
+                "conn-fields": {
+                    "postcode": {"label": "Outward postcode (regional)", "schema": {"type": ["string", "null"]}},
+                    "region_id": {"label": "Region id (regional)", "schema": {"type": ["integer", "null"]}},
+                },
+            },
             {
                 "hook-class-name": "airflow_carbon.hooks.signal_csv.CarbonCsvHook",
                 "hook-name": "Carbon intensity CSV file",

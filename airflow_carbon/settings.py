@@ -22,6 +22,7 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "max_delay": ("4h", "How long a task may wait for a cleaner grid after it became ready."),
     "region": ("DE", "Grid region or zone of the signal (a bundled region: DE, FR, US-TX)."),
     "source": ("", "Connection id of the signal source; empty means the bundled data, replayed onto today."),
+    "fallback": ("", "Connection ids to try in order when the source fails (comma-separated)."),
     "policy": ("forecast", "immediate, threshold or forecast."),
     "power_kw": ("0.3", "Power drawn by a task that declares neither energy_kwh nor power_kw (estimated)."),
     "expected_duration": ("30min", "How long a task is expected to run, for planning its window."),
@@ -69,6 +70,13 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _connection_ids(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError(f"must be connection ids, got {value!r}")
+    return tuple(item.strip() for item in items if item.strip())
+
+
 def _optional_text(value: Any) -> str | None:
     return None if value in (None, "") else _text(value)
 
@@ -92,6 +100,7 @@ class CarbonSettings:
     deadline: datetime | None
     region: str
     source: str | None
+    fallback: tuple[str, ...]
     policy: str
     energy_kwh: float | None
     power_kw: float | None
@@ -123,6 +132,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "deadline": _optional_instant,
     "region": _text,
     "source": _optional_text,
+    "fallback": _connection_ids,
     "policy": _policy,
     "energy_kwh": _optional_float,
     "power_kw": _optional_float,

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from datetime import datetime, timedelta
 
-from airflow.sdk import BaseHook
-
+from airflow_carbon.hooks.base import SignalSourceHook
+from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import SignalSpec
 
 
-class CarbonCsvHook(BaseHook):
+class CarbonCsvHook(SignalSourceHook):
     """Names a carbon-intensity CSV so tasks can refer to it by connection id.
 
-    The connection's extra holds ``path`` and optionally ``region`` and ``replay``
-    (true: map the file onto the present; absent: only when it does not cover now).
+    The connection's extra holds ``path`` and optionally ``region`` (it wins over the
+    task's) and ``replay`` (true: map the file onto the present; absent: only when it
+    does not cover now).
 
-    :param carbon_csv_conn_id: the connection id.
+    :param conn_id: the connection id.
     """
 
     conn_name_attr = "carbon_csv_conn_id"
@@ -23,25 +25,13 @@ class CarbonCsvHook(BaseHook):
     conn_type = "carbon_csv"
     hook_name = "Carbon intensity CSV file"
 
-    def __init__(self, carbon_csv_conn_id: str = default_conn_name) -> None:
-        super().__init__()
-        self.carbon_csv_conn_id = carbon_csv_conn_id
-
-    def signal_spec(self, region: str) -> SignalSpec:
-        """The file as a source; the connection's region, if it has one, wins over the task's."""
-        extra: dict[str, Any] = self.get_connection(self.carbon_csv_conn_id).extra_dejson
+    async def aseries(self, now: datetime, region: str, history: timedelta = timedelta(0)) -> Series:
+        connection = await self.aget_connection(self.conn_id)
+        extra = await connection.aextra_dejson()
         if not extra.get("path"):
-            raise ValueError(f"connection {self.carbon_csv_conn_id!r} has no 'path' in its extra")
+            raise ValueError(f"connection {self.conn_id!r} has no 'path' in its extra")
         replay = extra.get("replay")
         if isinstance(replay, str):
             replay = replay.strip().lower() in ("1", "true", "yes")
-        return SignalSpec("csv", region=extra.get("region") or region, path=extra["path"], replay=replay)
-
-    def test_connection(self) -> tuple[bool, str]:
-        from datetime import UTC, datetime
-
-        try:
-            series = self.signal_spec("").load(datetime.now(UTC))
-        except Exception as error:
-            return False, str(error)
-        return True, f"{len(series)} values of {series.region}, every {series.period_s} s"
+        spec = SignalSpec("csv", region=extra.get("region") or region, path=extra["path"], replay=replay)
+        return await asyncio.to_thread(spec.load, now, max(history, timedelta(hours=24)))

@@ -14,12 +14,12 @@ from typing import Any
 
 from airflow_carbon.accounting import account
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
+from airflow_carbon.hooks.sources import load_first
 from airflow_carbon.metrics.store import DEFERRED, RUNNING, TaskTryKey
 from airflow_carbon.planning import Decision, Job, decide
 from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, default_power_kw
-from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import SignalSpec
-from airflow_carbon.triggers.carbon import CarbonWindowTrigger
+from airflow_carbon.triggers.carbon import CarbonWindowTrigger, event_payload
 from airflow_carbon.units import parse_instant
 
 log = logging.getLogger(__name__)
@@ -32,30 +32,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def signal_spec(settings: CarbonSettings) -> SignalSpec:
-    """The task's source: bundled data for its region, or what its connection names."""
-    if settings.source is None:
-        return SignalSpec("bundled", settings.region)
+def signal_specs(task_id: str, settings: CarbonSettings) -> list[SignalSpec]:
+    """The task's source, then its fallbacks: bundled data for its region, or what each connection names.
+
+    A connection that does not exist or is not a signal source fails the task at its start,
+    naming the task and the connection, never in the middle of a wait.
+    """
     from airflow.sdk import BaseHook
 
-    from airflow_carbon.hooks.signal_csv import CarbonCsvHook
+    from airflow_carbon.hooks.sources import service_hooks
 
-    connection = BaseHook.get_connection(settings.source)
-    if connection.conn_type == CarbonCsvHook.conn_type:
-        return CarbonCsvHook(settings.source).signal_spec(settings.region)
-    raise CarbonSettingsError(f"source connection {settings.source!r} has type {connection.conn_type!r}, "
-                              f"which is not a carbon signal source ({CarbonCsvHook.conn_type})")
-
-
-def load_signal(spec: SignalSpec, now: datetime, history: timedelta = timedelta(hours=24)
-                ) -> tuple[Series | None, list[str]]:
-    """The series, or None and why not: a failing source never stops the task."""
-    try:
-        return spec.load(now, history), []
-    except Exception as error:  # the task must still run by its deadline, whatever the source did
-        failure = f"{spec.name}: {type(error).__name__}: {error}"
-        log.warning("carbon signal unavailable: %s", failure)
-        return None, [failure]
+    specs = [] if settings.source is not None else [SignalSpec("bundled", settings.region)]
+    for conn_id in ([settings.source] if settings.source is not None else []) + list(settings.fallback):
+        try:
+            conn_type = BaseHook.get_connection(conn_id).conn_type
+        except Exception as error:
+            raise CarbonSettingsError(f"task {task_id!r}: signal source connection {conn_id!r} cannot be read: "
+                                      f"{type(error).__name__}") from None
+        if conn_type not in service_hooks():
+            raise CarbonSettingsError(f"task {task_id!r}: connection {conn_id!r} has type {conn_type!r}, which is not "
+                                      f"a carbon signal source ({', '.join(sorted(service_hooks()))})")
+        specs.append(SignalSpec("connection", settings.region, conn_id=conn_id))
+    return specs
 
 
 @dataclass
@@ -67,7 +65,7 @@ class CarbonTaskRun:
     settings: CarbonSettings
     ready_at: datetime
     deadline: datetime
-    spec: SignalSpec
+    specs: list[SignalSpec]
 
     @classmethod
     def start(cls, task: Any, context: Any, settings: CarbonSettings, event: dict[str, Any] | None = None
@@ -82,13 +80,13 @@ class CarbonTaskRun:
         key = TaskTryKey(ti.dag_id, ti.task_id, ti.run_id, map_index, ti.try_number)
         if event and event.get("ready_at") and event.get("deadline"):
             ready_at, deadline = parse_instant(event["ready_at"]), parse_instant(event["deadline"])
-            return cls(task.task_id, key, settings, ready_at, deadline, signal_spec(settings))
+            return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings))
         ready_at = _first_ready_at(settings, key) or utcnow()
         deadline = settings.deadline or ready_at + settings.max_delay
         if deadline < ready_at:
             raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
                                       f"became ready ({ready_at.isoformat()})")
-        return cls(task.task_id, key, settings, ready_at, deadline, signal_spec(settings))
+        return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings))
 
     def wait_if_needed(self, task: Any) -> dict[str, Any]:
         """Run now (returns the decision as an event payload) or defer to the trigger (raises)."""
@@ -105,30 +103,25 @@ class CarbonTaskRun:
     def decide_now(self) -> tuple[Decision, dict[str, Any]]:
         """Plan from here; the payload has the shape of the trigger's event."""
         now = utcnow()
-        series, failures = load_signal(self.spec, now)
+        series, served_by, failures = load_first(self.specs, now)
         decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
                           settings=self.settings.policy_settings())
-        return decision, {
-            "reason": str(decision.reason), "fired_at": now.isoformat(), "ready_at": self.ready_at.isoformat(),
-            "deadline": self.deadline.isoformat(), "decision": decision.to_dict(),
-            "served_by": self.spec.name if series is not None else None, "failed_sources": failures,
-            "replayed": bool(series is not None and series.replayed),
-        }
+        return decision, event_payload(decision.to_dict(), self.ready_at, self.deadline, series, served_by, failures)
 
     def trigger(self) -> CarbonWindowTrigger:
         return CarbonWindowTrigger(
             ready_at=self.ready_at, deadline=self.deadline, policy=self.settings.policy,
             duration_s=self.settings.expected_duration.total_seconds(), energy_kwh=self.job.energy_kwh,
-            signal=self.spec.to_dict(), settings=asdict(self.settings.policy_settings()),
+            signals=[spec.to_dict() for spec in self.specs], settings=asdict(self.settings.policy_settings()),
             refresh_s=self.settings.refresh_interval.total_seconds(),
         )
 
     def write_decision(self, decision: Decision, payload: dict[str, Any]) -> None:
         """A ``deferred`` row shows the waiting task; a ``running`` one keeps its ready time for retries."""
         CarbonMetricsHook(self.settings.metrics_conn_id).write_decision(
-            self.key, region=self.settings.region, source=self.spec.name, policy=self.settings.policy,
+            self.key, region=self.settings.region, source=self.specs[0].name, policy=self.settings.policy,
             ready_at=self.ready_at, deadline=self.deadline, decision=decision.to_dict(),
-            served_by=payload["served_by"], failed_sources=payload["failed_sources"],
+            signal=payload.get("signal"), served_by=payload["served_by"], failed_sources=payload["failed_sources"],
             state=RUNNING if decision.run_now else DEFERRED)
 
     def finish(self, context: Any, event: dict[str, Any], started_at: datetime, ended_at: datetime,
@@ -141,7 +134,7 @@ class CarbonTaskRun:
             power_kw = settings.power_kw if settings.power_kw is not None else default_power_kw()
             energy_kwh = power_kw * (ended_at - started_at).total_seconds() / 3600.0
         history = max(ended_at - self.ready_at, timedelta(0)) + timedelta(hours=1)
-        series, failures = load_signal(self.spec, ended_at, history)
+        series, served_by, failures = load_first(self.specs, ended_at, history)
         failed_sources = [*event.get("failed_sources", []), *failures]
         reason = event.get("reason", "deadline")
         if series is None:
@@ -153,12 +146,13 @@ class CarbonTaskRun:
                 energy_kwh=energy_kwh, intensity=series,
                 estimated=estimated or not settings.energy_declared,
             ).to_dict()
-        record |= {"served_by": event.get("served_by"), "failed_sources": failed_sources,
+        record |= {"served_by": event.get("served_by") or served_by, "failed_sources": failed_sources,
+                   "signal": event.get("signal") or (series.source if series is not None else None),
                    "planned_start": event.get("decision", {}).get("start"), "try_number": self.key.try_number,
                    "map_index": self.key.map_index}
         context["ti"].xcom_push(key=XCOM_KEY, value=record)
         CarbonMetricsHook(settings.metrics_conn_id).write_completion(
-            self.key, record, served_by=record["served_by"], failed_sources=failed_sources)
+            self.key, record, signal=record["signal"], served_by=record["served_by"], failed_sources=failed_sources)
         log.info("carbon record: %s", record)
         return record
 
@@ -177,7 +171,7 @@ def _record_without_signal(run: CarbonTaskRun, reason: str, started_at: datetime
                            energy_kwh: float) -> dict[str, Any]:
     return {
         "job_id": f"{run.key.dag_id}.{run.key.task_id}", "policy": run.settings.policy, "region": run.settings.region,
-        "source": run.spec.name, "reason": reason, "ready_at": run.ready_at.isoformat(),
+        "source": run.specs[0].name, "reason": reason, "ready_at": run.ready_at.isoformat(),
         "deadline": run.deadline.isoformat(), "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(),
         "energy_kwh": energy_kwh, "solar_kwh": 0.0, "intensity_g_per_kwh": None,
         "baseline_intensity_g_per_kwh": None, "emissions_g": None, "baseline_emissions_g": None, "estimated": True,

@@ -1,7 +1,7 @@
 """One read per source and region, however many waiting tasks ask: a shared, single-flight cache.
 
 Thousands of deferred tasks in one triggerer share a handful of series. The first caller
-for a key starts the read (in a thread, so the event loop never blocks); every caller that
+for a key starts the read (a coroutine: blocking reads go to a thread); every caller that
 arrives while it runs awaits the same future; the result is reused while it is fresh. A
 failed read is not cached, and callers may fall back to the last good value.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -25,7 +25,7 @@ class _Entry(Generic[T]):
 
 
 class SingleFlightCache(Generic[T]):
-    """Values by key, loaded by a blocking function in a worker thread, at most one load per key at a time."""
+    """Values by key, at most one load per key at a time."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -33,7 +33,7 @@ class SingleFlightCache(Generic[T]):
         self._in_flight: dict[Hashable, asyncio.Future[T]] = {}
         self.loads = 0
 
-    async def get(self, key: Hashable, load: Callable[[], T], max_age_s: float) -> T:
+    async def get(self, key: Hashable, load: Callable[[], Awaitable[T]], max_age_s: float) -> T:
         """A value for ``key`` at most ``max_age_s`` old, loading it once for all concurrent callers."""
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry.loaded_at <= max_age_s:
@@ -44,10 +44,10 @@ class SingleFlightCache(Generic[T]):
             self._in_flight[key] = future
         return await asyncio.shield(future)
 
-    async def _load(self, key: Hashable, load: Callable[[], T]) -> T:
+    async def _load(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         try:
             self.loads += 1
-            value = await asyncio.to_thread(load)
+            value = await load()
             self._entries[key] = _Entry(value, self._clock())
             return value
         finally:

@@ -125,3 +125,21 @@ class Series:
             {"value": self.values},
             index=pd.to_datetime(self.start_epoch_s, unit="s", utc=True).rename("start"),
         )
+
+
+def combine(past: Series, ahead: Series) -> Series:
+    """One series from what was measured and what is forecast: the forecast wins where both know a period.
+
+    Both must share a period grid; if they leave a gap between them, the forecast alone is returned,
+    since a series cannot have holes.
+    """
+    if not len(past) or not len(ahead):
+        return ahead if len(ahead) else past
+    if past.period_s != ahead.period_s or (ahead.first_epoch_s - past.first_epoch_s) % past.period_s:
+        return ahead
+    keep = past.start_epoch_s < ahead.first_epoch_s
+    if keep.any() and past.start_epoch_s[keep][-1] + past.period_s != ahead.first_epoch_s:
+        return ahead
+    return replace(ahead, start_epoch_s=np.concatenate((past.start_epoch_s[keep], ahead.start_epoch_s)),
+                   values=np.concatenate((past.values[keep], ahead.values)),
+                   estimated=ahead.estimated or past.estimated)

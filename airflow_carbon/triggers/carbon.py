@@ -10,8 +10,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_carbon.hooks.sources import aload_first, aload_signal
 from airflow_carbon.planning import Job, PolicySettings, decide
 from airflow_carbon.signals.cache import shared_cache
+from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import SignalSpec
 from airflow_carbon.units import parse_instant
 
@@ -36,7 +38,7 @@ class CarbonWindowTrigger(BaseTrigger):
     :param policy: a planning policy (``immediate``, ``threshold``, ``forecast``).
     :param duration_s: the task's expected run time.
     :param energy_kwh: the energy the task is expected to use.
-    :param signal: a ``SignalSpec`` as a dict.
+    :param signals: the source and its fallbacks, in order, as ``SignalSpec`` dicts.
     :param settings: ``PolicySettings`` fields as a dict.
     :param refresh_s: how often to re-read the signal and re-plan.
     """
@@ -49,7 +51,7 @@ class CarbonWindowTrigger(BaseTrigger):
         policy: str,
         duration_s: float,
         energy_kwh: float,
-        signal: dict[str, Any],
+        signals: list[dict[str, Any]],
         settings: dict[str, Any] | None = None,
         refresh_s: float = 300.0,
     ) -> None:
@@ -60,7 +62,9 @@ class CarbonWindowTrigger(BaseTrigger):
             raise ValueError(f"deadline {self.deadline.isoformat()} is before ready_at {self.ready_at.isoformat()}")
         self.policy = policy
         self.job = Job(timedelta(seconds=duration_s), energy_kwh)
-        self.signal = SignalSpec.from_dict(signal)
+        self.signals = [SignalSpec.from_dict(spec) for spec in signals]
+        if not self.signals:
+            raise ValueError("a carbon trigger needs at least one signal source")
         self.settings = PolicySettings(**(settings or {}))
         if refresh_s <= 0:
             raise ValueError(f"refresh_s must be positive, got {refresh_s}")
@@ -75,7 +79,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 "policy": self.policy,
                 "duration_s": self.job.duration_s,
                 "energy_kwh": self.job.energy_kwh,
-                "signal": self.signal.to_dict(),
+                "signals": [spec.to_dict() for spec in self.signals],
                 "settings": asdict(self.settings),
                 "refresh_s": self.refresh_s,
             },
@@ -84,12 +88,12 @@ class CarbonWindowTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
             now = utcnow()
-            series, failure = await self._read_signal(now)
+            series, served_by, failures = await aload_first(self.signals, now, load=self._cached)
             decision = decide(self.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
                               settings=self.settings)
             if decision.run_now:
                 self.log.info("carbon window: %s at %s", decision.reason, now.isoformat())
-                yield TriggerEvent(self._payload(decision.to_dict(), failure, series))
+                yield TriggerEvent(self._payload(decision.to_dict(), series, served_by, failures))
                 return
             wake = min(decision.start, now + timedelta(seconds=self._refresh_s(series)), self.deadline)
             self.log.info("waiting until %s (planned start %s, %s; deadline %s)", wake.isoformat(),
@@ -100,29 +104,38 @@ class CarbonWindowTrigger(BaseTrigger):
         """Re-plan at the refresh interval, never less often than the data changes."""
         return min(self.refresh_s, float(series.period_s)) if series is not None else self.refresh_s
 
-    async def _read_signal(self, now: datetime):
-        """The series from the shared cache; on failure the last good one, else None with the error."""
-        key = ("signal", tuple(sorted(self.signal.to_dict().items())))
+    async def _cached(self, spec: SignalSpec, now: datetime, history: timedelta) -> Series:
+        """A source's series through the triggerer's shared cache; after a failure, the last good one if recent."""
+        key = ("signal", tuple(sorted(spec.to_dict().items())))
         cache = shared_cache()
         try:
-            return await cache.get(key, lambda: self.signal.load(now), max_age_s=self.refresh_s), None
-        except Exception as error:  # any failure of a source must end in a fallback, never in a lost task
-            failure = f"{self.signal.name}: {type(error).__name__}: {error}"
-            self.log.warning("carbon signal unavailable: %s", failure)
+            return await cache.get(key, lambda: aload_signal(spec, now, history), max_age_s=self.refresh_s)
+        except Exception:
             last = cache.last_good(key)
-            return (last[0] if last and last[1] <= STALE_AFTER_S else None), failure
+            if last is None or last[1] > STALE_AFTER_S:
+                raise
+            self.log.warning("%s failed; planning on its series from %.0f s ago", spec.name, last[1])
+            return last[0]
 
-    def _payload(self, decision: dict[str, Any], failure: str | None, series) -> dict[str, Any]:
-        return {
-            "reason": decision["reason"],
-            "fired_at": decision["now"],
-            "ready_at": self.ready_at.isoformat(),
-            "deadline": self.deadline.isoformat(),
-            "decision": decision,
-            "served_by": None if series is None else self.signal.name,
-            "failed_sources": [failure] if failure else [],
-            "replayed": bool(series is not None and series.replayed),
-        }
+    def _payload(self, decision: dict[str, Any], series: Series | None, served_by: str | None,
+                 failures: list[str]) -> dict[str, Any]:
+        return event_payload(decision, self.ready_at, self.deadline, series, served_by, failures)
+
+
+def event_payload(decision: dict[str, Any], ready_at: datetime, deadline: datetime, series: Series | None,
+                  served_by: str | None, failures: list[str]) -> dict[str, Any]:
+    """What the task learns when it resumes (or plans at once): plain JSON, no secret."""
+    return {
+        "reason": decision["reason"],
+        "fired_at": decision["now"],
+        "ready_at": ready_at.isoformat(),
+        "deadline": deadline.isoformat(),
+        "decision": decision,
+        "served_by": served_by,
+        "failed_sources": failures,
+        "replayed": bool(series is not None and series.replayed),
+        "signal": series.source if series is not None else None,
+    }
 
 
 async def sleep_until(moment: datetime) -> None:

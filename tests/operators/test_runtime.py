@@ -82,7 +82,7 @@ def test_the_record_goes_to_xcom_and_the_store_with_every_field(env):
     record = run.finish({"ti": ti}, payload, started, started + timedelta(minutes=30))
     assert set(ti.pushed[XCOM_KEY]) >= RECORD_FIELDS and ti.pushed[XCOM_KEY]["energy_kwh"] == pytest.approx(0.25)
     assert record["intensity_g_per_kwh"] == pytest.approx(400) and record["emissions_g"] == pytest.approx(100)
-    assert record["served_by"].startswith("csv:") and record["failed_sources"] == []
+    assert record["served_by"] == "conn:signal" and record["failed_sources"] == []
     assert not record["estimated"]  # declared power, a measured interval, a file that covers it
     [row] = CarbonMetricsHook().get_store().rows()
     assert row["state"] == COMPLETED and row["emissions_g"] == pytest.approx(100)

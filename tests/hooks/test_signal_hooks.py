@@ -1,0 +1,120 @@
+"""The signal-source hooks with Airflow's real connection lookup (environment variables) and a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from airflow_carbon.hooks.electricitymaps import ElectricityMapsHook
+from airflow_carbon.hooks.sources import aclose_clients, aload_first, load_first
+from airflow_carbon.hooks.ukgrid import UKCarbonIntensityHook
+from airflow_carbon.hooks.watttime import WattTimeHook
+from airflow_carbon.operators.runtime import CarbonTaskRun, signal_specs
+from airflow_carbon.settings import CarbonSettingsError, resolve
+from airflow_carbon.signals.services.base import reset_breakers
+from airflow_carbon.signals.source import SignalSpec
+from tests.fakes.signal_server import EM_TOKEN, WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+
+
+@pytest.fixture
+def server(monkeypatch):
+    reset_breakers()
+    with FakeSignalServer() as fake:
+        monkeypatch.setenv("AIRFLOW_CONN_WT", json.dumps({
+            "conn_type": "watttime", "login": WATTTIME_USERNAME, "password": WATTTIME_PASSWORD,
+            "host": fake.base_url, "extra": {"region": "CAISO_NORTH"}}))
+        monkeypatch.setenv("AIRFLOW_CONN_EM", json.dumps({
+            "conn_type": "electricitymaps", "password": EM_TOKEN, "host": fake.base_url, "extra": {"zone": "DE"}}))
+        monkeypatch.setenv("AIRFLOW_CONN_UK", json.dumps({"conn_type": "ukgrid", "host": fake.base_url}))
+        yield fake
+    reset_breakers()
+
+
+def run(coro):
+    async def closing():
+        try:
+            return await coro
+        finally:
+            await aclose_clients()
+
+    return asyncio.run(closing())
+
+
+def test_watttime_gives_a_marginal_forecast_in_g_per_kwh_and_reuses_its_token(server):
+    async def twice():
+        hook = WattTimeHook("wt")
+        now = datetime.now(UTC)
+        return await hook.aseries(now, "ignored"), await hook.aseries(now, "ignored")
+
+    first, second = run(twice())
+    assert first.source == "watttime:co2_moer" and first.region == "CAISO_NORTH" and first.period_s == 300
+    assert first.kind == "forecast" and 300 < first.values.max() < 600  # ~900 lbs/MWh is ~408 g/kWh
+    assert server.count("/login") == 1 and len(second) == len(first)
+
+
+def test_electricity_maps_without_forecast_access_plans_on_yesterday_marked_estimated(server):
+    server.em_forecast_access = False
+    series = run(ElectricityMapsHook("em").aseries(datetime.now(UTC), "DE"))
+    assert series.estimated and series.source == "electricitymaps:persistence" and series.period_s == 3600
+    calls = [r for r in server.requests if "carbon-intensity" in r.path]
+    assert calls and all(r.query.get("disableCallerLookup") == "true" for r in calls)
+
+
+def test_the_uk_api_needs_no_key_and_gives_half_hours(server):
+    series = run(UKCarbonIntensityHook("uk").aseries(datetime.now(UTC), ""))
+    assert series.period_s == 1800 and series.region == "GB" and len(series) >= 90
+
+
+def test_a_failing_source_falls_back_to_the_next_and_says_which_failed_without_its_secret(server):
+    server.fail("/v3/carbon-intensity", 500, times=None)
+    specs = [SignalSpec("connection", "DE", conn_id="em"), SignalSpec("connection", "GB", conn_id="uk")]
+    series, served_by, failures = load_first(specs, datetime.now(UTC))
+    assert served_by == "conn:uk" and series.region == "GB"
+    assert len(failures) == 1 and failures[0].startswith("conn:em: ") and "500" in failures[0]
+    assert EM_TOKEN not in failures[0]
+
+
+def test_every_source_down_gives_no_series_and_every_failure(server):
+    server.fail("/", 503, times=None)
+    specs = [SignalSpec("connection", "DE", conn_id="em"), SignalSpec("connection", "GB", conn_id="uk")]
+    series, served_by, failures = run(aload_first(specs, datetime.now(UTC)))
+    assert series is None and served_by is None and [f.split(":")[1] for f in failures] == ["em", "uk"]
+
+
+def test_history_for_accounting_comes_from_the_measured_series(server):
+    series = run(WattTimeHook("wt").aseries(datetime.now(UTC), "", timedelta(hours=2)))
+    assert series.first_epoch_s <= datetime.now(UTC).timestamp() - 7200 + 300
+
+
+def test_connection_tests_say_yes_and_no_without_the_password(server, monkeypatch):
+    assert WattTimeHook("wt").test_connection()[0]
+    monkeypatch.setenv("AIRFLOW_CONN_BAD", json.dumps({
+        "conn_type": "watttime", "login": WATTTIME_USERNAME, "password": "wrong-password-123",
+        "host": server.base_url}))
+    ok, message = WattTimeHook("bad").test_connection()
+    assert not ok and "login" in message and "wrong-password-123" not in message and "<html>" not in message
+
+
+def test_a_missing_or_foreign_source_connection_fails_the_task_at_its_start(server, monkeypatch):
+    with pytest.raises(CarbonSettingsError, match="task 'tag': signal source connection 'nowhere' cannot be read"):
+        signal_specs("tag", resolve("tag", {"source": "nowhere"}))
+    monkeypatch.setenv("AIRFLOW_CONN_WEB", json.dumps({"conn_type": "http", "host": "example.org"}))
+    with pytest.raises(CarbonSettingsError, match="task 'tag': connection 'web' has type 'http'"):
+        signal_specs("tag", resolve("tag", {"source": "em", "fallback": "web"}))
+    assert [s.name for s in signal_specs("tag", resolve("tag", {"source": "em", "fallback": "uk, wt"}))] == [
+        "conn:em", "conn:uk", "conn:wt"]
+
+
+def test_the_trigger_of_a_task_on_watttime_holds_its_connection_id_and_no_secret(server, monkeypatch, tmp_path):
+    from tests.operators.test_runtime import FakeTask, FakeTaskInstance
+
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
+                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
+    run = CarbonTaskRun.start(FakeTask(), {"ti": FakeTaskInstance()}, resolve("summarize", {"source": "wt"}))
+    kwargs = run.trigger().serialize()[1]
+    text = json.dumps(kwargs)
+    assert kwargs["signals"] == [{"kind": "connection", "region": "DE", "path": None, "replay": None, "conn_id": "wt"}]
+    assert not [secret for secret in (WATTTIME_USERNAME, WATTTIME_PASSWORD, server.base_url) if secret in text]
