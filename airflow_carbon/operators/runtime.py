@@ -18,6 +18,7 @@ from airflow_carbon.hooks.sources import load_first
 from airflow_carbon.metrics.store import DEFERRED, RUNNING, TaskTryKey
 from airflow_carbon.planning import Decision, Job, decide
 from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, default_power_kw
+from airflow_carbon.signals.services import signal_kind
 from airflow_carbon.signals.source import SignalSpec
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger, event_payload
 from airflow_carbon.units import parse_instant
@@ -150,6 +151,7 @@ class CarbonTaskRun:
                    "signal": event.get("signal") or (series.source if series is not None else None),
                    "planned_start": event.get("decision", {}).get("start"), "try_number": self.key.try_number,
                    "map_index": self.key.map_index}
+        record["signal_kind"] = signal_kind(record["signal"])
         context["ti"].xcom_push(key=XCOM_KEY, value=record)
         CarbonMetricsHook(settings.metrics_conn_id).write_completion(
             self.key, record, signal=record["signal"], served_by=record["served_by"], failed_sources=failed_sources)

@@ -56,6 +56,8 @@ def test_a_deferral_on_watttime_leaks_no_secret_anywhere(tmp_path, server):
     assert "Pausing task as DEFERRED" in out and "state=success" in out
     assert row["state"] == "completed" and row["served_by"] == "conn:wt" and row["signal"] == "watttime:co2_moer"
     assert row["source"] == "watttime:co2_moer" and row["emissions_g"] is not None
+    xcom = next(line for line in out.splitlines() if "carbon record:" in line)
+    assert "'signal_kind': 'marginal'" in xcom  # co2_moer is a marginal rate, and the record says so
     assert server.count("/login") >= 1  # the triggerer really logged in with the secrets
 
     places = {"dags test output": out}

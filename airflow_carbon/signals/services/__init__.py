@@ -22,6 +22,17 @@ from airflow_carbon.signals.services.electricitymaps import ElectricityMapsClien
 from airflow_carbon.signals.services.ukgrid import UKCarbonIntensityClient
 from airflow_carbon.signals.services.watttime import SIGNAL_DESCRIPTIONS, WattTimeClient
 
+
+def signal_kind(source: str | None) -> str | None:
+    """Whether a service's series is a marginal or an average emissions rate; None when unknown (files)."""
+    if source is None:
+        return None
+    service, _, signal_type = source.partition(":")
+    if service == "watttime":
+        return SIGNAL_DESCRIPTIONS.get(signal_type)
+    return "average" if service in ("electricitymaps", "ukgrid") else None
+
+
 __all__ = [
     "SIGNAL_DESCRIPTIONS",
     "AuthError",
@@ -38,4 +49,5 @@ __all__ = [
     "WattTimeClient",
     "breaker_for",
     "run_sync",
+    "signal_kind",
 ]
