@@ -26,3 +26,10 @@ def test_the_what_if_dag_runs_the_simulator_in_airflow(airflow_env):
     out = airflow(airflow_env, "dags", "test", "carbon_what_if")
     assert "threshold: 1.195 kg grid-only (-5.3%)" in out
     assert "state=success" in out
+
+
+def test_airflow_knows_the_connection_types_and_the_carbon_config_section(airflow_env):
+    hooks = airflow(airflow_env, "providers", "hooks")
+    for conn_type in ("watttime", "electricitymaps", "ukgrid", "carbon_csv", "carbon_metrics"):
+        assert conn_type in hooks
+    assert airflow(airflow_env, "config", "get-value", "carbon", "max_delay").strip().endswith("4h")
