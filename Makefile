@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VERSION := 3.3.2
 STAMP := $(VENV)/.installed
+BROWSER := $(VENV)/.chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: demo test lint bench clean
 
@@ -12,6 +14,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip "setuptools>=70.1"
 	$(BIN)/pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
 	touch $(STAMP)
+
+# The UI test drives Debian's chromium with Playwright; nothing downloads a browser of its own.
+$(BROWSER):
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
+	mkdir -p $(VENV) && touch $(BROWSER)
 
 demo: $(STAMP)
 	@echo "== The seed experiment, its own rule (solar >= 0.05 kW, the seed's constant) against the forecast policy =="
@@ -24,7 +32,7 @@ demo: $(STAMP)
 	@echo "== In Airflow: a carbon-aware task defers until the grid turns green, then runs and records =="
 	scripts/demo_airflow.sh
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(BIN)/ruff check airflow_carbon tests bench dags
 	$(BIN)/python -m pytest -q
 

@@ -7,14 +7,17 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from airflow_carbon.accounting import JobRecord
 from airflow_carbon.planning import POLICIES, PolicySettings
-from airflow_carbon.signals import SignalDataError
+from airflow_carbon.signals import Series, SignalDataError
 from airflow_carbon.signals.csv import read_intensity_csv, read_solar_csv
-from airflow_carbon.simulate.engine import simulate
-from airflow_carbon.simulate.jobs import read_jobs_csv
+from airflow_carbon.simulate.engine import PolicySummary, simulate
+from airflow_carbon.simulate.jobs import Jobs, read_jobs_csv
 from airflow_carbon.simulate.report import as_json, summaries, table
 from airflow_carbon.units import parse_duration
 
@@ -111,33 +114,72 @@ def run_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Simulation:
+    """What ``simulate_files`` read and computed: the inputs, every job's record per policy, the summaries."""
+
+    jobs: Jobs
+    intensity: Series
+    solar: Series | None
+    results: dict[str, list[JobRecord]]
+    rows: list[PolicySummary]
+
+    def inputs(self, jobs: Path | str, carbon: Path | str, solar: Path | str | None, max_delay: timedelta,
+               forecast_error: float) -> dict[str, Any]:
+        """The ``inputs`` block of the JSON report."""
+        return {"jobs": str(jobs), "carbon": str(carbon), "solar": str(solar) if solar else None,
+                "region": self.intensity.region, "max_delay_s": max_delay.total_seconds(),
+                "forecast_error": forecast_error, "estimated": self.intensity.estimated}
+
+    def headline(self, carbon: Path | str, max_delay: timedelta, forecast_error: float) -> str:
+        """The line the table is printed under."""
+        return (f"{len(self.jobs)} jobs, {self.intensity.region} carbon from {carbon}, max delay {max_delay}, "
+                f"forecast error {forecast_error:.0%}" + (" (carbon series has estimated values)"
+                                                          if self.intensity.estimated else ""))
+
+    def table(self) -> str:
+        return table(self.rows, with_solar=self.solar is not None)
+
+
+def simulate_files(jobs: Path | str, carbon: Path | str, solar: Path | str | None = None, *,
+                   region: str | None = None, policies: Sequence[str] = tuple(POLICIES),
+                   max_delay: timedelta = timedelta(hours=4), settings: PolicySettings | None = None,
+                   forecast_error: float = 0.0, seed: int = 0,
+                   job_duration: timedelta = timedelta(minutes=1)) -> Simulation:
+    """Read the files and replay the jobs with each policy: what ``airflow-carbon simulate`` and the UI run.
+
+    :raises SignalDataError: a file is not what it should be (the message names file, line and column).
+    :raises ValueError: an option is out of range.
+    """
+    if job_duration <= timedelta(0):
+        raise ValueError("--job-duration must be positive")
+    job_stream = read_jobs_csv(jobs, default_duration=job_duration)
+    intensity = read_intensity_csv(carbon, region)
+    solar_series = read_solar_csv(solar) if solar else None
+    results = simulate(job_stream, intensity, list(policies), max_delay=max_delay,
+                       settings=settings or PolicySettings(), solar=solar_series, forecast_error=forecast_error,
+                       seed=seed)
+    return Simulation(job_stream, intensity, solar_series, results, summaries(results))
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     settings = PolicySettings(threshold_g_per_kwh=args.threshold, solar_threshold_kw=args.solar_threshold_kw,
                               min_saving_pct=args.min_saving_pct)
-    if args.job_duration <= timedelta(0):
-        raise ValueError("--job-duration must be positive")
-    jobs = read_jobs_csv(args.jobs, default_duration=args.job_duration)
-    intensity = read_intensity_csv(args.carbon, args.region)
-    solar = read_solar_csv(args.solar) if args.solar else None
-    results = simulate(jobs, intensity, args.policy, max_delay=args.max_delay, settings=settings, solar=solar,
-                       forecast_error=args.forecast_error, seed=args.seed)
-    rows = summaries(results)
+    run = simulate_files(args.jobs, args.carbon, args.solar, region=args.region, policies=args.policy,
+                         max_delay=args.max_delay, settings=settings, forecast_error=args.forecast_error,
+                         seed=args.seed, job_duration=args.job_duration)
     if args.json:
-        inputs = {"jobs": str(args.jobs), "carbon": str(args.carbon), "solar": str(args.solar) if args.solar else None,
-                  "region": intensity.region, "max_delay_s": args.max_delay.total_seconds(),
-                  "forecast_error": args.forecast_error, "estimated": intensity.estimated}
-        print(json.dumps(as_json(rows, inputs), indent=2))
+        inputs = run.inputs(args.jobs, args.carbon, args.solar, args.max_delay, args.forecast_error)
+        print(json.dumps(as_json(run.rows, inputs), indent=2))
     else:
-        print(f"{len(jobs)} jobs, {intensity.region} carbon from {args.carbon}, max delay {args.max_delay}, "
-              f"forecast error {args.forecast_error:.0%}" + (" (carbon series has estimated values)"
-                                                            if intensity.estimated else ""))
-        print(table(rows, with_solar=solar is not None))
+        print(run.headline(args.carbon, args.max_delay, args.forecast_error))
+        print(run.table())
     if args.records:
-        write_records(args.records, results)
+        write_records(args.records, run.results)
     if args.plots:
         from airflow_carbon.simulate.plots import write_plots  # matplotlib loads only when figures are asked for
 
-        for path in write_plots(results, intensity, solar, args.plots):
+        for path in write_plots(run.results, run.intensity, run.solar, args.plots):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -22,6 +22,10 @@ def get_provider_info() -> dict[str, Any]:
                    "python-modules": ["airflow_carbon.hooks.metrics", "airflow_carbon.hooks.signal_csv",
                                       "airflow_carbon.hooks.watttime", "airflow_carbon.hooks.electricitymaps",
                                       "airflow_carbon.hooks.ukgrid"]}],
+        # No "plugins" entry: the plugin loads through the ``airflow.plugins`` entry point in every mode, and
+        # with lazy_discover_providers=False Airflow 3.3 would load it twice and report the second as an
+        # import error ("Plugin 'carbon' already registered, skipping") in the UI.
+        "extra-links": ["airflow_carbon.plugins.links.CarbonDecisionLink"],
         "task-decorators": [
             {"class-name": "airflow_carbon.decorators.carbon_aware.carbon_aware_task", "name": "carbon_aware"},
         ],

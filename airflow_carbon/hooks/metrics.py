@@ -177,12 +177,13 @@ class CarbonMetricsHook(BaseHook):
     def write_decision(self, key: TaskTryKey, *, region: str | None, source: str | None, policy: str | None,
                        ready_at: datetime | str | None, deadline: datetime | str | None,
                        decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
-                       failed_sources: Iterable[str] = (), state: str = DEFERRED) -> bool:
+                       failed_sources: Iterable[str] = (), state: str = DEFERRED,
+                       energy_kwh: float | None = None) -> bool:
         """Record a ``deferred`` try (see :meth:`MetricsStore.record_decision`); False, logged, if it failed."""
         failed = list(failed_sources)
         fields = {"region": region, "source": source, "policy": policy, "ready_at": ready_at, "deadline": deadline,
                   "decision": dict(decision), "signal": signal, "served_by": served_by, "failed_sources": failed,
-                  "state": state}
+                  "state": state, "energy_kwh": energy_kwh}
         return self._write("decision", key, fields, lambda store: store.record_decision(key, **fields))
 
     def write_completion(self, key: TaskTryKey, record: Mapping[str, Any], *, signal: str | None = None,

@@ -214,12 +214,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def decision_statement(dialect_name: str, key: TaskTryKey, *, region: str | None, source: str | None,
                        policy: str | None, ready_at: datetime | str | None, deadline: datetime | str | None,
                        decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
-                       failed_sources: Iterable[str] = (), now: datetime | None = None, state: str = DEFERRED
-                       ) -> Insert:
+                       failed_sources: Iterable[str] = (), now: datetime | None = None, state: str = DEFERRED,
+                       energy_kwh: float | None = None) -> Insert:
     """Upsert of the ``deferred`` (or, run at once, ``running``) row.
 
     A row already ``completed`` keeps its state and values and only gains the decision fields it
-    lacked: a late or replayed decision must not undo a finished task.
+    lacked: a late or replayed decision must not undo a finished task. ``energy_kwh`` is the
+    planned energy, so that a waiting row shows the intensity now (expected emissions / energy);
+    the completion replaces it with the energy really used.
     """
     failed = list(failed_sources)
     values: dict[str, Any] = {
@@ -240,9 +242,13 @@ def decision_statement(dialect_name: str, key: TaskTryKey, *, region: str | None
         "failed_sources": failed,
         "updated_at": now or datetime.now(UTC),
     }
+    if energy_kwh is not None:
+        values["energy_kwh"] = _opt_float(energy_kwh)
     stmt = upsert(dialect_name).values(values)
     completed = TABLE.c.state == COMPLETED
     updated = [*SHARED_COLUMNS, *DECISION_COLUMNS]
+    if energy_kwh is not None:
+        updated.append("energy_kwh")
     if served_by is not None:
         updated.append("served_by")
     if failed:
@@ -360,7 +366,8 @@ class MetricsStore:
     def record_decision(self, key: TaskTryKey, *, region: str | None, source: str | None, policy: str | None,
                         ready_at: datetime | str | None, deadline: datetime | str | None,
                         decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
-                        failed_sources: Iterable[str] = (), state: str = DEFERRED) -> None:
+                        failed_sources: Iterable[str] = (), state: str = DEFERRED,
+                        energy_kwh: float | None = None) -> None:
         """Record that this try decided to wait (``Decision.to_dict()``), so the UI shows deferred tasks.
 
         A try that runs at once is recorded as ``running``: its ready time still fixes the
@@ -368,10 +375,12 @@ class MetricsStore:
 
         Idempotent, and never downgrades a ``completed`` row. ``served_by`` and a non-empty
         ``failed_sources`` replace what the row holds; when absent the row keeps its values.
+        ``energy_kwh`` is the planned energy (the completion records the energy really used).
         """
         stmt = decision_statement(self.engine.dialect.name, key, region=region, source=source, policy=policy,
                                   ready_at=ready_at, deadline=deadline, decision=decision, signal=signal,
-                                  served_by=served_by, failed_sources=failed_sources, state=state)
+                                  served_by=served_by, failed_sources=failed_sources, state=state,
+                                  energy_kwh=energy_kwh)
         with self.engine.begin() as connection:
             connection.execute(stmt)
 

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
+from airflow_carbon.plugins.links import CarbonDecisionLink
 from airflow_carbon.settings import check_given, resolve
 
 
@@ -81,6 +82,7 @@ def carbon_aware_class(base: type[BaseOperator]) -> type[BaseOperator]:
             "__module__": __name__,
             "__init__": __init__,
             "template_fields": (*base.template_fields, "carbon_deadline"),
+            "operator_extra_links": (*base.operator_extra_links, CarbonDecisionLink()),
             "__doc__": f"{base.__name__} that waits for a cleaner grid before it runs (airflow-carbon).",
         },
     )

@@ -123,7 +123,7 @@ class CarbonTaskRun:
             self.key, region=self.settings.region, source=self.specs[0].name, policy=self.settings.policy,
             ready_at=self.ready_at, deadline=self.deadline, decision=decision.to_dict(),
             signal=payload.get("signal"), served_by=payload["served_by"], failed_sources=payload["failed_sources"],
-            state=RUNNING if decision.run_now else DEFERRED)
+            state=RUNNING if decision.run_now else DEFERRED, energy_kwh=self.job.energy_kwh)
 
     def finish(self, context: Any, event: dict[str, Any], started_at: datetime, ended_at: datetime,
                *, estimated: bool = False) -> dict[str, Any]:
@@ -147,7 +147,8 @@ class CarbonTaskRun:
                 energy_kwh=energy_kwh, intensity=series,
                 estimated=estimated or not settings.energy_declared,
             ).to_dict()
-        record |= {"served_by": event.get("served_by") or served_by, "failed_sources": failed_sources,
+        record |= {"source": self.specs[0].name, "served_by": event.get("served_by") or served_by,
+                   "failed_sources": failed_sources,
                    "signal": event.get("signal") or (series.source if series is not None else None),
                    "planned_start": event.get("decision", {}).get("start"), "try_number": self.key.try_number,
                    "map_index": self.key.map_index}

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 
 from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
+from airflow_carbon.plugins.links import CarbonDecisionLink
 from airflow_carbon.settings import check_given, resolve
 
 
@@ -37,6 +38,7 @@ class CarbonAwareSensor(BaseSensorOperator):
 
     template_fields = ("deadline",)
     ui_color = "#b7e4c7"
+    operator_extra_links = (CarbonDecisionLink(),)
 
     def __init__(
         self,

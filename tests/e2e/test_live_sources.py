@@ -55,7 +55,7 @@ def test_a_deferral_on_watttime_leaks_no_secret_anywhere(tmp_path, server):
     out, home, [row] = run_dag(tmp_path, server.base_url, source="wt")
     assert "Pausing task as DEFERRED" in out and "state=success" in out
     assert row["state"] == "completed" and row["served_by"] == "conn:wt" and row["signal"] == "watttime:co2_moer"
-    assert row["source"] == "watttime:co2_moer" and row["emissions_g"] is not None
+    assert row["source"] == "conn:wt" and row["emissions_g"] is not None
     xcom = next(line for line in out.splitlines() if "carbon record:" in line)
     assert "'signal_kind': 'marginal'" in xcom  # co2_moer is a marginal rate, and the record says so
     assert server.count("/login") >= 1  # the triggerer really logged in with the secrets

@@ -1,0 +1,170 @@
+// The decision of one task instance, every try: what the planner chose and why, then what the run emitted.
+
+import {
+  api, clear, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, kwh, parseTime, pct, reasonText,
+  segment, signalCaveats, text, time,
+} from "./common.js";
+import { intensityChart, showEmpty } from "./charts.js";
+
+const main = document.getElementById("main");
+const { dagId, runId, taskId } = main.dataset;
+const mapIndex = Number(main.dataset.mapIndex ?? -1);
+const HOUR_MS = 3600 * 1000;
+const MAX_SPAN_MS = 10 * 24 * HOUR_MS - 60_000; // the most the intensity API answers at once
+
+const STATES = {
+  deferred: ["waiting", "brand"],
+  running: ["running", "warn"],
+  completed: ["completed", "good"],
+};
+
+function fact(label, value, title) {
+  return el("div", {}, el("dt", {}, label), el("dd", { title: title || undefined }, value));
+}
+
+function timeFact(label, iso) {
+  return fact(label, time(iso), iso);
+}
+
+function compare(now, atStart) {
+  if (!isNum(now) && !isNum(atStart)) return null;
+  const top = Math.max(isNum(now) ? now : 0, isNum(atStart) ? atStart : 0) || 1;
+  const bar = (label, value, better) => el("div", { class: "row" },
+    el("span", {}, label),
+    el("div", {}, isNum(value) ? el("div", { class: better ? "bar better" : "bar", "data-width": value / top }) : null),
+    el("span", { class: "val" }, grams(value)));
+  const better = isNum(now) && isNum(atStart) && atStart < now;
+  return el("div", {},
+    el("div", { class: "section-label" }, "Expected emissions"),
+    el("div", { class: "compare" }, bar("if run when decided", now, false), bar("at the planned start", atStart, better)));
+}
+
+function savedText(row) {
+  if (!isNum(row.saved_g)) return "–";
+  const share = isNum(row.baseline_emissions_g) && row.baseline_emissions_g > 0
+    ? ` (${pct((100 * row.saved_g) / row.baseline_emissions_g)})` : "";
+  return `${grams(row.saved_g)}${share}`;
+}
+
+function record(row) {
+  const failed = Array.isArray(row.failed_sources) && row.failed_sources.length ? row.failed_sources : null;
+  return el("div", {},
+    el("div", { class: "section-label" }, "What it emitted"),
+    el("dl", { class: "facts" },
+      timeFact("Started", row.started_at),
+      timeFact("Ended", row.ended_at),
+      fact("Delay", duration(row.delay_s)),
+      fact("Intensity", intensity(row.intensity_g_per_kwh), "time-weighted over the run"),
+      fact("Intensity had it run when ready", intensity(row.baseline_intensity_g_per_kwh)),
+      fact("Energy", kwh(row.energy_kwh)),
+      fact("Of which on-site solar", kwh(row.solar_kwh)),
+      fact("Emissions", grams(row.emissions_g)),
+      fact("Baseline emissions", grams(row.baseline_emissions_g), "had it run as soon as it was ready"),
+      fact("Saved", el("span", { class: isNum(row.saved_g) && row.saved_g !== 0 ? (row.saved_g > 0 ? "good" : "bad") : undefined },
+        savedText(row))),
+      fact("Estimated", row.estimated === null || row.estimated === undefined ? "–" : row.estimated ? "yes" : "no",
+        "energy or signal estimated rather than measured"),
+      fact("Served by", text(row.served_by)),
+      fact("Failed sources", failed ? el("span", { class: "bad" }, failed.join("; ")) : "none"),
+    ));
+}
+
+function tryPanel(row) {
+  const [stateLabel, tone] = STATES[row.state] || [row.state || "unknown", ""];
+  const completed = row.state === "completed" || Boolean(row.ended_at);
+  return el("section", { class: "panel" },
+    el("div", { class: "panel-head" },
+      el("h2", {}, `Try ${text(row.try_number)} `, el("span", { class: `badge ${tone}` }, stateLabel)),
+      el("span", { class: "hint" }, `decided ${time(row.decided_at)}`)),
+    el("div", { class: "panel-body" },
+      el("p", { class: "reason" }, capitalise(reasonText(row.reason, row.state, row.failed_sources))),
+      el("dl", { class: "facts" },
+        fact("Policy", text(row.policy)),
+        fact("Region", text(row.region)),
+        fact("Source", text(row.source)),
+        timeFact("Ready at", row.ready_at),
+        timeFact("Planned start", row.planned_start),
+        timeFact("Deadline", row.deadline),
+      ),
+      compare(row.expected_emissions_now_g, row.expected_emissions_at_start_g),
+      completed ? record(row) : el("p", { class: "muted" }, "The record appears here once this try has run."),
+    ));
+}
+
+function capitalise(value) {
+  return value ? value[0].toUpperCase() + value.slice(1) : value;
+}
+
+/** Bars sized from data-width (0..1): set through CSSOM, as the page's CSP allows no inline style. */
+function sizeBars(root) {
+  for (const bar of root.querySelectorAll(".bar[data-width]")) {
+    bar.style.width = `${Math.max(1, Math.min(100, Number(bar.dataset.width) * 100))}%`;
+  }
+}
+
+async function chart(rows) {
+  const latest = rows[0];
+  const panel = document.getElementById("intensity-panel");
+  const container = document.getElementById("chart-intensity");
+  const instants = [];
+  for (const r of rows) {
+    for (const iso of [r.ready_at, r.planned_start, r.deadline, r.started_at, r.ended_at]) instants.push(parseTime(iso));
+  }
+  const known = instants.filter((t) => t !== null);
+  if (!known.length || (!latest.region && !latest.source)) return;
+  panel.hidden = false;
+  const end = Math.max(...known) + 2 * HOUR_MS;
+  const start = Math.max(Math.min(...known) - 2 * HOUR_MS, end - MAX_SPAN_MS);
+  try {
+    const series = await getJSON(api("intensity", {
+      region: latest.region, source: latest.source, start: new Date(start).toISOString(), end: new Date(end).toISOString(),
+    }));
+    const points = Array.isArray(series.points) ? series.points : [];
+    document.getElementById("intensity-note").textContent =
+      `g CO₂e/kWh in ${text(series.region || latest.region)} from ${text(series.source || latest.source)}, UTC.`
+      + signalCaveats(series);
+    if (!points.length) {
+      showEmpty(container, "No intensity data for this period.", "The source may not keep history this far back.");
+      return;
+    }
+    const markers = rows.map((r) => ({
+      label: `try ${text(r.try_number)}`,
+      ready: r.ready_at,
+      start: r.started_at,
+      planned: r.started_at ? null : r.planned_start,
+      readyG: r.baseline_intensity_g_per_kwh,
+      startG: r.intensity_g_per_kwh,
+    }));
+    const deadlines = [...new Set(rows.map((r) => r.deadline).filter(Boolean))];
+    const now = Date.now();
+    intensityChart(container, { points, periodS: series.period_s, markers, deadlines, now: now >= start && now <= end });
+  } catch (error) {
+    clear(container, errorBox(`Could not load the grid's intensity: ${error.message}`));
+  }
+}
+
+async function start() {
+  const tries = document.getElementById("tries");
+  const path = `decision/${segment(dagId)}/${segment(runId)}/${segment(taskId)}`;
+  let rows;
+  try {
+    rows = await getJSON(api(path, { map_index: mapIndex }));
+  } catch (error) {
+    if (error.status === 404) rows = [];
+    else {
+      clear(tries, el("section", { class: "panel" }, errorBox(`Could not load the decision: ${error.message}`)));
+      return;
+    }
+  }
+  if (!rows.length) {
+    clear(tries, el("section", { class: "panel" }, empty("No carbon decision is recorded for this task instance.",
+      "Only carbon-aware tasks record one, when they start; if this task is carbon-aware, it has not started yet.")));
+    return;
+  }
+  rows.sort((a, b) => (b.try_number ?? 0) - (a.try_number ?? 0));
+  clear(tries, rows.map(tryPanel));
+  sizeBars(tries);
+  chart(rows);
+}
+
+start();

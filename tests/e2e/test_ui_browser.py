@@ -1,0 +1,96 @@
+"""The Carbon view in a real browser (Debian's chromium, driven by Playwright) against a running Airflow.
+
+A carbon-aware task is deferred for the whole test and the metrics store holds three days of
+history, so the page has something to show; the screenshots land in docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airflow_carbon.metrics import MetricsStore, TaskTryKey
+from tests.e2e.airflow_cluster import AirflowCluster
+from tests.signal_files import write_signal
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+SIGNAL = Path(tempfile.mkdtemp(prefix="carbon_ui_")) / "signal.csv"
+AIRFLOW_DAGS_FOLDER = Path(__file__).parent / "dags_carbon"
+AIRFLOW_ENV = {
+    "AIRFLOW_CONN_CARBON_DEMO_SIGNAL": json.dumps(
+        {"conn_type": "carbon_csv", "extra": {"path": str(SIGNAL), "region": "TEST"}}),
+}
+DAG_ID, TASK_ID = "carbon_demo", "summarize_logs"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # `make test` installs Debian's chromium
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def seed_history(store: MetricsStore) -> None:
+    """Three days of finished tries: 10 kWh a day at 300 g/kWh instead of 400, 1 kg saved a day."""
+    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    for day in range(1, 4):
+        ready = today - timedelta(days=day)
+        record = {"region": "DE", "source": "bundled:DE", "policy": "forecast", "reason": "green_window",
+                  "ready_at": ready, "deadline": ready + timedelta(hours=4), "started_at": ready + timedelta(hours=2),
+                  "ended_at": ready + timedelta(hours=3), "delay_s": 7200.0, "intensity_g_per_kwh": 300.0,
+                  "baseline_intensity_g_per_kwh": 400.0, "energy_kwh": 10.0, "solar_kwh": 0.0, "grid_kwh": 10.0,
+                  "emissions_g": 3000.0, "baseline_emissions_g": 4000.0, "saved_g": 1000.0, "estimated": False}
+        store.record_completion(TaskTryKey("carbon_demo", "nightly_eval", f"scheduled__{day}", -1, 1), record,
+                                served_by="bundled:DE")
+
+
+def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(airflow_cluster):
+    from playwright.sync_api import expect, sync_playwright
+
+    cluster: AirflowCluster = airflow_cluster
+    cluster.wait_for_dag(DAG_ID)
+    write_signal(SIGNAL, green_in_s=240, period_s=60)  # green in 4 min, within its 5 min: it waits all test long
+    run_id = cluster.trigger(DAG_ID)
+    cluster.wait_for_state(DAG_ID, run_id, TASK_ID, "deferred", timeout_s=90)
+    seed_history(MetricsStore(f"sqlite:///{cluster.home}/carbon_metrics.db"))
+
+    for path in ("/carbon/", "/carbon/api/deferred", "/carbon/api/history"):  # nobody anonymous gets in
+        assert httpx.get(cluster.base_url + path, trust_env=False).status_code == 401
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{cluster.base_url}/auth/login?next=/carbon/")
+        page.get_by_label("Username").fill(cluster.username)
+        page.get_by_label("Password").fill(cluster.password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/carbon/**", timeout=30_000)
+
+        deferred = page.locator("#deferred-body")
+        expect(deferred).to_contain_text(TASK_ID, timeout=30_000)
+        expect(deferred).to_contain_text(DAG_ID)
+        history = page.locator("#history-body")
+        expect(history).to_contain_text("carbon_demo", timeout=30_000)
+        expect(history).to_contain_text("25")  # % saved: 1 kg of 4 kg, every day
+        page.wait_for_timeout(1500)  # let the charts draw before the picture
+        page.screenshot(path=str(SCREENSHOTS / "carbon_view.png"), full_page=True)
+
+        page.goto(f"{cluster.base_url}/carbon/?theme=dark")
+        expect(page.locator("#deferred-body")).to_contain_text(TASK_ID, timeout=30_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SCREENSHOTS / "carbon_view_dark.png"), full_page=True)
+
+        page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{run_id}/{TASK_ID}?map_index=-1")
+        expect(page.locator("main")).to_contain_text("waiting", timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SCREENSHOTS / "carbon_decision.png"), full_page=True)
+        browser.close()
+
+    links = cluster.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/links")
+    assert f"carbon/task/{DAG_ID}/" in str(links.get("extra_links", links).get("Carbon decision"))  # while deferred

@@ -1,0 +1,534 @@
+"""The Carbon plugin's HTML pages: auth, relative URLs, local assets only, escaping, dark mode.
+
+The pages are served by ``pages.router`` in an app assembled here, next to stub JSON routes that
+follow the backend's contract (the pages must not need more than that), and the ``static/`` mount.
+Auth is the one thing replaced: ``get_user`` becomes a fake that accepts one token, as a Bearer
+header or as the UI's ``_token`` cookie, and answers 401 otherwise (the backend's tests cover the
+real auth).
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import fnmatch
+import io
+import math
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.testclient import TestClient
+
+from airflow_carbon.plugins import pages
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "airflow_carbon" / "plugins"
+STATIC = PLUGIN / "static"
+TEMPLATES = PLUGIN / "templates"
+TOKEN = "page-test-token"
+XSS_TASK = "<script>alert(1)"
+PAGES = ["/", "/dag/translate_docs", "/task/translate_docs/scheduled__2025-03-01T00:00:00+00:00/translate?map_index=-1",
+         "/simulate"]
+
+
+# -- a fake user and the stub JSON API --------------------------------------------------------------
+
+class PageUser(BaseUser):
+    def get_id(self) -> str:
+        return "page-tester"
+
+    def get_name(self) -> str:
+        return "page-tester"
+
+
+def fake_get_user(request: Request) -> BaseUser:
+    """``get_user``'s contract: the Bearer header or the ``_token`` cookie, else 401."""
+    header = request.headers.get("authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.cookies.get("_token")
+    if token != TOKEN:
+        raise HTTPException(status_code=401, detail="Not authenticated")
+    return PageUser()
+
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+DAY0 = (NOW - timedelta(days=3)).replace(hour=0, minute=0)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.isoformat()
+
+
+def _intensity_at(instant: datetime) -> float:
+    """A day-shaped grid: dirty in the evening, clean around noon and at night."""
+    hours = instant.timestamp() / 3600.0
+    return round(260 + 120 * math.sin(2 * math.pi * (hours - 9) / 24) + 40 * math.sin(2 * math.pi * hours / 7), 1)
+
+
+def seeded_tasks() -> list[dict[str, Any]]:
+    rows = []
+    tasks = [("translate_docs", "translate"), ("summarize_logs", "summarize"), ("summarize_logs", XSS_TASK)]
+    for day in range(3):
+        for hour in (1, 6, 9, 15, 19, 22):
+            for index, (dag_id, task_id) in enumerate(tasks):
+                ready = DAY0 + timedelta(days=day, hours=hour, minutes=7 * index)
+                delay = timedelta(minutes=[0, 25, 95, 170, 40, 0][(hour + index) % 6])
+                started = ready + delay
+                ended = started + timedelta(minutes=12)
+                energy = 0.04 + 0.01 * index
+                intensity, baseline = _intensity_at(started), _intensity_at(ready)
+                solar = round(energy * 0.4, 4) if 9 <= started.hour <= 15 and dag_id == "summarize_logs" else 0.0
+                emissions = (energy - solar) * intensity
+                baseline_g = energy * baseline
+                rows.append({
+                    "dag_id": dag_id, "task_id": task_id, "run_id": f"scheduled__{_iso(ready)}", "map_index": -1,
+                    "try_number": 1, "region": "DE", "source": "electricitymaps", "policy": "forecast",
+                    "reason": "green_window" if delay else "immediate", "ready_at": _iso(ready),
+                    "started_at": _iso(started), "ended_at": _iso(ended), "deadline": _iso(ready + timedelta(hours=4)),
+                    "delay_s": delay.total_seconds(), "intensity_g_per_kwh": intensity,
+                    "baseline_intensity_g_per_kwh": baseline, "energy_kwh": energy, "solar_kwh": solar,
+                    "emissions_g": emissions, "baseline_emissions_g": baseline_g, "saved_g": baseline_g - emissions,
+                    "estimated": index == 1, "served_by": "electricitymaps", "failed_sources": [],
+                })
+    return rows
+
+
+def seeded_deferred() -> list[dict[str, Any]]:
+    rows = []
+    for index, (dag_id, task_id, map_index) in enumerate(
+            [("translate_docs", "translate", -1), ("summarize_logs", XSS_TASK, 3)]):
+        ready = NOW - timedelta(minutes=12 + 30 * index)
+        planned = NOW + timedelta(minutes=50 + 40 * index)
+        now_g, later_g = 14.2 - index, 9.1 - index
+        rows.append({
+            "dag_id": dag_id, "task_id": task_id, "run_id": f"manual__{_iso(ready)}", "map_index": map_index,
+            "try_number": 1, "region": "DE", "source": "electricitymaps",
+            "served_by": "electricitymaps" if index == 0 else "ukgrid", "policy": "forecast",
+            "reason": "green_window", "ready_at": _iso(ready), "planned_start": _iso(planned),
+            "deadline": _iso(ready + timedelta(hours=4)), "current_intensity_g_per_kwh": _intensity_at(NOW),
+            "expected_emissions_now_g": now_g, "expected_emissions_at_start_g": later_g,
+            "expected_saving_g": now_g - later_g, "waited_s": (NOW - ready).total_seconds(),
+            "remaining_s": (ready + timedelta(hours=4) - NOW).total_seconds(),
+        })
+    return rows
+
+
+def _matches(row: dict[str, Any], dag_id: str, task_id: str, region: str) -> bool:
+    return all(not want or row.get(key) == want for key, want in
+               (("dag_id", dag_id), ("task_id", task_id), ("region", region)))
+
+
+def history_rows(dag_id: str = "", task_id: str = "", region: str = "") -> list[dict[str, Any]]:
+    days: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in seeded_tasks():
+        if not _matches(row, dag_id, task_id, region):
+            continue
+        key = (row["dag_id"], row["started_at"][:10])
+        day = days.setdefault(key, {"dag_id": key[0], "day": key[1], "tasks_run": 0, "delayed": 0,
+                                    "forced_by_deadline": 0, "served_by_fallback": 0, "energy_kwh": 0.0,
+                                    "emissions_g": 0.0, "baseline_emissions_g": 0.0, "saved_g": 0.0})
+        day["tasks_run"] += 1
+        day["delayed"] += row["delay_s"] > 0
+        for name in ("energy_kwh", "emissions_g", "baseline_emissions_g", "saved_g"):
+            day[name] += row[name]
+    return [day | {"saved_pct": 100 * day["saved_g"] / day["baseline_emissions_g"]} for day in days.values()]
+
+
+PNG_1PX = "data:image/png;base64," + base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d6a0b80000000049454e44ae426082")).decode()
+
+
+def stub_api(*, empty: bool = False) -> APIRouter:
+    """The backend's JSON routes as the contract describes them, over seeded rows (or none)."""
+    api = APIRouter()
+
+    @api.get("/deferred")
+    def deferred(dag_id: str = "") -> list[dict[str, Any]]:
+        return [] if empty else [r for r in seeded_deferred() if _matches(r, dag_id, "", "")]
+
+    @api.get("/history")
+    def history(dag_id: str = "", task_id: str = "", region: str = "", start: str = "", end: str = ""):
+        return [] if empty else history_rows(dag_id, task_id, region)
+
+    @api.get("/history.csv", response_class=PlainTextResponse)
+    def history_csv(dag_id: str = "", task_id: str = "", region: str = "", start: str = "", end: str = ""):
+        rows = [] if empty else history_rows(dag_id, task_id, region)
+        return "dag_id,day,tasks_run\n" + "".join(f"{r['dag_id']},{r['day']},{r['tasks_run']}\n" for r in rows)
+
+    @api.get("/tasks")
+    def tasks(dag_id: str = "", task_id: str = "", region: str = "", start: str = "", end: str = "",
+              limit: int = 1000) -> list[dict[str, Any]]:
+        return [] if empty else [r for r in seeded_tasks() if _matches(r, dag_id, task_id, region)][-limit:]
+
+    @api.get("/decision/{dag_id}/{run_id}/{task_id}")
+    def decision(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        if empty:
+            return []
+        first = seeded_tasks()[1] | {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
+        decided = datetime.fromisoformat(first["ready_at"])
+        common = {"planned_start": first["started_at"], "decided_at": _iso(decided), "expected_emissions_now_g": 11.0,
+                  "expected_emissions_at_start_g": 8.2}
+        retry = first | common | {"try_number": 2, "state": "completed", "failed_sources": ["watttime: GET /v3: 503"]}
+        return [first | common | {"state": "deferred", "started_at": None, "ended_at": None}, retry]
+
+    @api.get("/intensity")
+    def intensity(source: str = "", region: str = "", start: str = "", end: str = "") -> dict[str, Any]:
+        first = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else DAY0
+        last = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else NOW + timedelta(hours=12)
+        first = first.replace(minute=0, second=0, microsecond=0)
+        points, instant = [], first
+        while instant <= last and not empty:
+            points.append([_iso(instant), _intensity_at(instant)])
+            instant += timedelta(minutes=30)
+        return {"region": region or "DE", "source": source or "electricitymaps", "period_s": 1800, "points": points}
+
+    @api.post("/simulate")
+    async def simulate(jobs: Annotated[UploadFile, File()], carbon: Annotated[UploadFile, File()],
+                       solar: Annotated[UploadFile | None, File()] = None,
+                       policies: Annotated[str, Form()] = "immediate,forecast") -> dict[str, Any]:
+        if b"bad" in await jobs.read():
+            raise HTTPException(status_code=400, detail="jobs.csv: line 3, column timestamp: not an ISO 8601 "
+                                                        "timestamp: '<b>yesterday</b>'")
+        rows = [{"policy": name, "jobs": 55, "delayed": 30 * (name != "immediate"), "max_delay_h": 3.5,
+                 "mean_delay_h": 1.2, "baseline_kg": 1.262, "scheduled_kg": 1.262 - 0.1 * i, "saving_pct": 7.9 * i,
+                 "deadline_misses": 0, "energy_kwh": 4.2, "solar_kwh": 0.0, "net_baseline_kg": 1.262,
+                 "net_kg": 1.262 - 0.1 * i, "net_saving_pct": 7.9 * i}
+                for i, name in enumerate(policies.split(","))]
+        return {"policies": rows, "table": "policy  jobs\n...", "figures": {"grid_intensity": PNG_1PX}}
+
+    return api
+
+
+def page_app(*, empty: bool = False) -> FastAPI:
+    """What Airflow mounts at ``/carbon``, with the stub API: JSON at ``/api``, pages at ``/``, ``/static``."""
+    app = FastAPI()
+    app.include_router(stub_api(empty=empty), prefix="/api")
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.dependency_overrides[get_user] = fake_get_user
+    return app
+
+
+def plugin_app() -> FastAPI:
+    """The backend's own app (its API, the pages, the static files), with the same fake ``get_user``."""
+    from airflow_carbon.plugins.app import create_app
+
+    app = create_app()
+    app.dependency_overrides[get_user] = fake_get_user
+    return app
+
+
+APPS = {"stub": page_app, "plugin": plugin_app}
+
+
+@pytest.fixture(scope="module", params=list(APPS))
+def any_app(request) -> FastAPI:
+    """Each page test runs over the stub app and over the plugin's real app."""
+    return APPS[request.param]()
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    return TestClient(page_app(), headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.fixture(scope="module")
+def anonymous() -> TestClient:
+    return TestClient(page_app())
+
+
+# -- HTML helpers ----------------------------------------------------------------------------------
+
+class Links(HTMLParser):
+    """Every URL a page references (src, href, action) and its scripts and inline styles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str, str]] = []
+        self.inline_scripts = 0
+        self.style_attrs = 0
+        self.html_attrs: dict[str, str | None] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "html":
+            self.html_attrs = named
+        for name in ("src", "href", "action"):
+            if named.get(name) is not None:
+                self.urls.append((tag, name, named[name] or ""))
+        if tag == "script" and not named.get("src"):
+            self.inline_scripts += 1
+        if "style" in named:
+            self.style_attrs += 1
+
+
+def parse(text: str) -> Links:
+    links = Links()
+    links.feed(text)
+    return links
+
+
+def own_js() -> list[Path]:
+    return sorted((STATIC / "js").glob("*.js"))
+
+
+# -- auth ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_answers_with_a_token_and_401_without(any_app, path):
+    page = TestClient(any_app, headers={"Authorization": f"Bearer {TOKEN}"}).get(path)
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    anonymous = TestClient(any_app)
+    assert anonymous.get(path).status_code == 401
+    assert anonymous.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert TestClient(any_app, cookies={"_token": TOKEN}).get(path).status_code == 200  # the UI's session cookie
+
+
+# -- relative URLs, local files only ---------------------------------------------------------------
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_reference_only_relative_urls_that_resolve_to_local_files(any_app, path):
+    client = TestClient(any_app, headers={"Authorization": f"Bearer {TOKEN}"})
+    page = client.get(path)
+    links = parse(page.text)
+    assert links.urls
+    for tag, attr, url in links.urls:
+        parts = urlsplit(url)
+        assert not parts.scheme or url.startswith("data:"), (tag, attr, url)
+        assert not parts.netloc and not url.startswith("/"), (tag, attr, url)
+        if tag in ("script", "link") and not url.startswith("data:"):
+            # resolved against the page's own URL, as a browser does, each one is served
+            target = urljoin(f"http://testserver{path}", url)
+            assert client.get(target).status_code == 200, (path, url, target)
+    assert links.inline_scripts == 0 and links.style_attrs == 0  # the CSP allows neither
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(("path", "base"), [("/", "./"), ("/simulate", "./"), ("/dag/d", "../"),
+                                             ("/task/d/r/t", "../../../")])
+def test_the_base_climbs_back_to_the_plugin_root(client, path, base):
+    links = parse(client.get(path).text)
+    assert links.html_attrs["data-base"] == base
+    assert any(url.startswith(f"{base}static/") for _, _, url in links.urls)
+
+
+def test_under_a_mount_prefix_the_assets_and_the_api_resolve_below_it():
+    """As Airflow mounts the sub-app at /carbon (and a proxy may add its own prefix)."""
+    outer = FastAPI()
+    outer.mount("/proxy/carbon", page_app())
+    client = TestClient(outer, headers={"Authorization": f"Bearer {TOKEN}"})
+    for path in PAGES:
+        url = f"http://testserver/proxy/carbon{path}"
+        links = parse(client.get(url).text)
+        base = urljoin(url, links.html_attrs["data-base"])
+        assert base == "http://testserver/proxy/carbon/", path
+        assert client.get(urljoin(base, "api/deferred")).status_code == 200
+        for tag, _, src in links.urls:
+            if tag in ("script", "link") and not src.startswith("data:"):
+                assert client.get(urljoin(url, src)).status_code == 200, (path, src)
+
+
+def test_no_script_or_style_reaches_for_another_host():
+    remote = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//|"""
+                        r"""import\s*(?:[^'"]*from\s*)?["'](?:https?:)?//|fetch\(\s*["'`](?:https?:)?//""", re.I)
+    files = [*own_js(), *STATIC.glob("*.css"), *TEMPLATES.glob("*.html"), *(STATIC / "vendor").glob("*.js"),
+             *(STATIC / "vendor").glob("*.css")]
+    assert len(own_js()) >= 4
+    for path in files:
+        assert not remote.search(path.read_text()), path
+    for path in [*own_js(), *STATIC.glob("*.css"), *TEMPLATES.glob("*.html")]:
+        assert "http://" not in path.read_text() and "https://" not in path.read_text(), path
+
+
+def test_own_scripts_import_only_their_siblings():
+    for path in own_js():
+        for target in re.findall(r"""from\s+["']([^"']+)["']""", path.read_text()):
+            assert target.startswith("./") and (path.parent / target).is_file(), (path.name, target)
+
+
+# -- the vendored chart library --------------------------------------------------------------------
+
+def test_the_vendored_chart_library_is_served_with_its_licence(client):
+    script = client.get("/static/vendor/uPlot.iife.min.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert script.text.startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    assert client.get("/static/vendor/uPlot.min.css").status_code == 200
+    licence = (STATIC / "vendor" / "LICENSE").read_text()
+    assert "MIT License" in licence and "Leon Sorokin" in licence
+    readme = (STATIC / "vendor" / "README.md").read_text()
+    assert "uPlot" in readme and "1.6.32" in readme and "MIT" in readme
+    charts = [page for page in ("/", "/dag/d", "/task/d/r/t") if "vendor/uPlot.iife.min.js" in client.get(page).text]
+    assert len(charts) == 3
+
+
+# -- escaping --------------------------------------------------------------------------------------
+
+def test_a_task_id_like_script_is_escaped_on_the_decision_page(client):
+    page = client.get("/task/my_dag/manual__1/%3Cscript%3Ealert(1)", params={"map_index": 2}).text
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)" in page
+    assert 'data-task-id="&lt;script&gt;alert(1)"' in page
+
+
+def test_filters_are_escaped_and_carried_to_the_csv_link(client):
+    evil = '"><script>alert(1)</script>'
+    page = client.get("/", params={"task_id": evil, "dag_id": "translate_docs", "from": "2025-03-01",
+                                   "to": "2025-03-02"}).text
+    assert "<script>alert(1)</script>" not in page
+    assert "&#34;&gt;&lt;script&gt;" in page or "&quot;&gt;&lt;script&gt;" in page
+    href = next(url for tag, _, url in parse(page).urls if "history.csv" in url)
+    assert href.startswith("./api/history.csv?")
+    query = dict(part.split("=", 1) for part in urlsplit(href).query.split("&"))
+    assert query["dag_id"] == "translate_docs" and query["start"] == "2025-03-01" and query["end"] == "2025-03-02"
+    assert "alert" in query["task_id"] and "<" not in query["task_id"]
+
+
+def test_the_dag_page_fixes_the_dag_and_escapes_it(client):
+    page = client.get("/dag/%3Cb%3Ebold", params={"dag_id": "other"}).text
+    assert "<b>bold" not in page and "&lt;b&gt;bold" in page
+    assert 'data-query="{&#34;dag_id&#34;: &#34;&lt;b&gt;bold&#34;}"' in page
+    href = next(url for tag, _, url in parse(page).urls if "history.csv" in url)
+    assert href == "../api/history.csv?dag_id=%3Cb%3Ebold"
+
+
+@pytest.mark.parametrize(("query", "index"), [("", "-1"), ("?map_index=-1", "-1"), ("?map_index=4", "4"),
+                                              ("?map_index={MAP_INDEX}", "-1"), ("?map_index=%7BMAP_INDEX%7D", "-1")])
+def test_the_decision_page_reads_the_map_index_as_the_ui_fills_it(client, query, index):
+    page = client.get(f"/task/d/r/t{query}")
+    assert page.status_code == 200
+    assert f'data-map-index="{index}"' in page.text
+    assert ("/mapped/4" in page.text) == (index == "4")
+
+
+def test_a_map_index_that_is_not_a_number_is_refused(client):
+    assert client.get("/task/d/r/t?map_index=two").status_code == 400
+
+
+def test_a_bad_day_is_reported_not_sent(client):
+    page = client.get("/", params={"from": "2025-13-01"}).text
+    assert "must be days" in page
+    assert 'data-query="{}"' in page
+
+
+def test_scripts_insert_text_never_html():
+    for path in own_js():
+        source = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in source, (path.name, sink)
+
+
+# -- theme -----------------------------------------------------------------------------------------
+
+def test_dark_mode_follows_the_os_and_the_theme_parameter(client):
+    css = client.get("/static/carbon.css").text
+    assert "@media (prefers-color-scheme: dark)" in css
+    assert ':root[data-theme="dark"]' in css and ':root:not([data-theme="light"])' in css
+    assert parse(client.get("/", params={"theme": "dark"}).text).html_attrs["data-theme"] == "dark"
+    assert parse(client.get("/simulate", params={"theme": "light"}).text).html_attrs["data-theme"] == "light"
+    assert "data-theme" not in parse(client.get("/", params={"theme": "<x>"}).text).html_attrs
+    # links between pages keep the theme
+    nav = [url for tag, _, url in parse(client.get("/dag/d", params={"theme": "dark"}).text).urls if tag == "a"]
+    assert "../simulate?theme=dark" in nav
+
+
+# -- the simulation form talks the contract ---------------------------------------------------------
+
+def test_the_simulation_page_offers_every_policy_and_posts_to_the_api(client):
+    from airflow_carbon.planning import POLICIES
+
+    page = client.get("/simulate").text
+    for name in POLICIES:
+        assert f'name="policies" value="{name}"' in page
+    for field in ('name="jobs"', 'name="carbon"', 'name="solar"', 'name="max_delay"', 'name="threshold"',
+                  'name="solar_threshold_kw"', 'name="forecast_error"', 'name="min_saving_pct"', 'name="region"'):
+        assert field in page
+    script = (STATIC / "js" / "simulate.js").read_text()
+    assert 'api("simulate")' in script and "FormData" in script and "errorMessage(response)" in script
+
+
+def test_the_stub_simulation_answers_like_the_contract(client):
+    files = {"jobs": ("jobs.csv", io.BytesIO(b"bad"), "text/csv"), "carbon": ("c.csv", io.BytesIO(b"x"), "text/csv")}
+    error = client.post("/api/simulate", files=files)
+    assert error.status_code == 400 and "line 3" in error.json()["detail"]
+
+
+# -- packaging -------------------------------------------------------------------------------------
+
+def test_every_page_asset_is_package_data():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    patterns = [p.strip() for p in config["options.package_data"]["airflow_carbon"].replace("\n", ",").split(",")]
+    package = ROOT / "airflow_carbon"
+    assets = [p for p in [*STATIC.rglob("*"), *TEMPLATES.rglob("*")] if p.is_file()]
+    assert len(assets) >= 10
+    for asset in assets:
+        relative = asset.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(relative, pattern) and relative.count("/") == pattern.count("/")
+                   for pattern in patterns), relative
+
+
+# -- the page as a browser renders it ----------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # `make test` installs Debian's chromium
+
+
+@pytest.fixture(scope="module")
+def live_url():
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = page_app()
+    app.dependency_overrides[get_user] = lambda: PageUser()  # a browser run without a login
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)
+
+
+def dump_dom(url: str) -> str:
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
+         "--window-size=1400,1000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+    return result.stdout
+
+
+def test_the_browser_renders_the_rows_as_text(live_url):
+    dom = dump_dom(f"{live_url}/")
+    assert 'id="deferred-count">2<' in dom
+    assert "&lt;script&gt;alert(1)" in dom and "<script>alert(1)" not in dom
+    assert "translate_docs" in dom and "Download CSV" in dom
+    assert dom.count("<canvas") >= 4  # intensity, delays, emissions, solar
+    assert "Could not load" not in dom
+
+
+def test_the_browser_renders_the_decision_of_every_try(live_url):
+    dom = dump_dom(f"{live_url}/task/summarize_logs/run_1/%3Cscript%3Ealert(1)?map_index=-1")
+    assert "Try 2" in dom and "Try 1" in dom
+    assert "Waiting for a cleaner window" in dom and "watttime: GET /v3: 503" in dom
+    assert "<canvas" in dom and "<script>alert(1)" not in dom
