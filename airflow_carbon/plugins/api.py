@@ -90,7 +90,9 @@ Store = Annotated[MetricsStore, Depends(store_dependency)]
 
 # -- response shapes (for /carbon/docs) -------------------------------------------------------------
 
-class DeferredTask(BaseModel):
+class TaskTryFields(BaseModel):
+    """The fields every row of a task try has, waiting or done."""
+
     dag_id: str
     task_id: str
     run_id: str
@@ -102,8 +104,11 @@ class DeferredTask(BaseModel):
     policy: str | None = None
     reason: str | None = None
     ready_at: datetime | None = None
-    planned_start: datetime | None = None
     deadline: datetime | None = None
+    planned_start: datetime | None = None
+
+
+class DeferredTask(TaskTryFields):
     current_intensity_g_per_kwh: float | None = None
     expected_emissions_now_g: float | None = None
     expected_emissions_at_start_g: float | None = None
@@ -126,20 +131,7 @@ class HistoryDay(BaseModel):
     saved_pct: float | None = None
 
 
-class TaskRun(BaseModel):
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int
-    try_number: int
-    region: str | None = None
-    source: str | None = None
-    served_by: str | None = None
-    policy: str | None = None
-    reason: str | None = None
-    ready_at: datetime | None = None
-    deadline: datetime | None = None
-    planned_start: datetime | None = None
+class TaskRun(TaskTryFields):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     delay_s: float | None = None

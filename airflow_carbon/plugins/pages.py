@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from airflow_carbon import __version__
+from airflow_carbon.plugins.api import parse_map_index
 from airflow_carbon.plugins.auth import CurrentUser
 
 HERE = Path(__file__).resolve().parent
@@ -124,16 +125,6 @@ async def dag_overview(request: Request, user: CurrentUser, dag_id: str, task_id
     """The overview of one DAG: the DAG-level external view."""
     filters = {"dag_id": "", "task_id": task_id, "region": region, "from": from_, "to": to}
     return await _overview(request, dag_id, filters, f"dag/{quote(dag_id, safe='')}")
-
-
-def parse_map_index(text: str | None) -> int:
-    """``-1`` when absent or left as the UI's literal ``{MAP_INDEX}`` (it fills it on mapped task instances only)."""
-    if text is None or not text.strip() or "MAP_INDEX" in text:
-        return -1
-    try:
-        return int(text)
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"map_index: not an integer: {text!r}") from None
 
 
 @router.get("/task/{dag_id}/{run_id}/{task_id}", response_class=HTMLResponse, include_in_schema=False)

@@ -44,3 +44,11 @@ def run_closing(coro: Coroutine[Any, Any, T], clients: list[Any]) -> T:
                 await client.aclose()
 
     return asyncio.run(main())
+
+
+MADE: list[Any] = []  # the clients a test made, closed at the end of every event loop it runs
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``run_closing`` over the clients the current test registered in ``MADE``."""
+    return run_closing(coro, MADE)

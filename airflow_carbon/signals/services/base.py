@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import numpy as np
@@ -542,3 +542,25 @@ def chunks(start: datetime, end: datetime, most: timedelta) -> list[tuple[dateti
 
 def floor_epoch(epoch_s: float, period_s: int) -> int:
     return int(epoch_s // period_s * period_s)
+
+
+class ServiceApi:
+    """What the three service clients share around their ``ServiceClient``: a request count and closing."""
+
+    http: ServiceClient
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.http.base_url!r})"
+
+    @property
+    def requests(self) -> int:
+        return self.http.requests
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

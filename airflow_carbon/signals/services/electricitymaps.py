@@ -25,6 +25,7 @@ from airflow_carbon.signals.services.base import (
     ForecastNotAvailable,
     HttpPolicy,
     Points,
+    ServiceApi,
     ServiceClient,
     Shape,
     Sleep,
@@ -67,7 +68,7 @@ def persistence_forecast(history: Series, now: datetime, hours: int = 24) -> Ser
                   False, True)
 
 
-class ElectricityMapsClient:
+class ElectricityMapsClient(ServiceApi):
     """Async Electricity Maps client. Locations: ``zone="DE"`` or ``lat=..., lon=...``.
 
     :param token: the API key, sent in the ``auth-token`` header only.
@@ -98,18 +99,6 @@ class ElectricityMapsClient:
     def __repr__(self) -> str:
         return f"ElectricityMapsClient(base_url={self.http.base_url!r}, api_version={self.api_version!r})"
 
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> ElectricityMapsClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # ---------------------------------------------------------------------------------------- requests
     def _params(self, zone: str | None, lat: float | None, lon: float | None, **extra: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from airflow_carbon.signals.services.base import (
     Clock,
     HttpPolicy,
     Points,
+    ServiceApi,
     ServiceClient,
     Shape,
     Sleep,
@@ -52,7 +53,7 @@ def format_from(now: datetime) -> str:
     return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
-class UKCarbonIntensityClient:
+class UKCarbonIntensityClient(ServiceApi):
     """Async client of the UK Carbon Intensity API.
 
     :param base_url: override for tests or a proxy.
@@ -67,21 +68,6 @@ class UKCarbonIntensityClient:
                  clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
         self.http = ServiceClient(self.service, base_url, policy=policy, clock=clock, sleep=sleep)
 
-    def __repr__(self) -> str:
-        return f"UKCarbonIntensityClient(base_url={self.http.base_url!r})"
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> UKCarbonIntensityClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def forecast(self, now: datetime, *, postcode: str | None = None,
                        region_id: int | str | None = None) -> Series:

@@ -23,6 +23,7 @@ from airflow_carbon.signals.services.base import (
     HttpPolicy,
     Points,
     ScopeError,
+    ServiceApi,
     ServiceClient,
     Shape,
     Sleep,
@@ -54,7 +55,7 @@ def _iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat()
 
 
-class WattTimeClient:
+class WattTimeClient(ServiceApi):
     """Async WattTime v3 client. Use as ``async with WattTimeClient(user, password) as client: ...``.
 
     :param username: the WattTime account.
@@ -79,21 +80,6 @@ class WattTimeClient:
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.logins = 0
 
-    def __repr__(self) -> str:
-        return f"WattTimeClient(base_url={self.http.base_url!r})"
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def __aenter__(self) -> WattTimeClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # ---------------------------------------------------------------------------------------- auth
     def _login_lock(self) -> asyncio.Lock:

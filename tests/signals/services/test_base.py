@@ -24,30 +24,14 @@ from airflow_carbon.signals.services.base import (
     SignalServiceError,
     breaker_for,
     build_series,
-    reset_breakers,
     retry_after_s,
     run_sync,
 )
-from tests.fakes import FakeClock, RecordingSleep, run_closing
+from tests.fakes import MADE, FakeClock, RecordingSleep, run
 from tests.fakes.signal_server import FakeSignalServer
 
 NOW = 1780315650.0  # 2026-06-01T12:07:30Z
 PATH = "/intensity/2026-06-01T12:00Z/fw48h"  # the UK endpoint needs no auth: plain HTTP behaviour
-
-
-MADE: list = []  # the clients a test made: closed at the end of every event loop
-
-
-def run(coro):
-    return run_closing(coro, MADE)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers():
-    reset_breakers()
-    MADE.clear()
-    yield
-    reset_breakers()
 
 
 @pytest.fixture

@@ -13,31 +13,15 @@ from airflow_carbon.signals.services.base import (
     BadResponse,
     ForecastNotAvailable,
     HttpPolicy,
-    reset_breakers,
 )
 from airflow_carbon.signals.services.electricitymaps import ElectricityMapsClient
-from tests.fakes import FakeClock, RecordingSleep, run_closing
+from tests.fakes import MADE, FakeClock, RecordingSleep, run
 from tests.fakes.signal_server import API_DIR, FakeSignalServer
 
 NOW = datetime(2026, 6, 1, 12, 7, 30, tzinfo=UTC)
 HOUR = int(datetime(2026, 6, 1, 12, tzinfo=UTC).timestamp())
 HISTORY = json.loads((API_DIR / "electricitymaps/history_200.json").read_text())
 FORECAST = json.loads((API_DIR / "electricitymaps/forecast_200.json").read_text())
-
-
-MADE: list = []  # the clients a test made: closed at the end of every event loop
-
-
-def run(coro):
-    return run_closing(coro, MADE)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers():
-    reset_breakers()
-    MADE.clear()
-    yield
-    reset_breakers()
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from airflow_carbon.signals.services.base import (
     BadResponse,
     HttpPolicy,
     SignalServiceError,
-    reset_breakers,
 )
 from airflow_carbon.signals.services.ukgrid import UKCarbonIntensityClient, format_from, outward_code
-from tests.fakes import RecordingSleep, run_closing
+from tests.fakes import MADE, RecordingSleep, run
 from tests.fakes.signal_server import API_DIR, FakeSignalServer
 
 NOW = datetime(2026, 6, 1, 12, 7, 30, tzinfo=UTC)
@@ -24,21 +23,6 @@ START = int(datetime(2026, 6, 1, 12, tzinfo=UTC).timestamp())
 NATIONAL = json.loads((API_DIR / "ukgrid/intensity_fw48h_200.json").read_text())
 REGIONAL = json.loads((API_DIR / "ukgrid/regional_postcode_fw48h_200.json").read_text())
 ERROR_400 = json.loads((API_DIR / "ukgrid/error_400.json").read_text())
-
-
-MADE: list = []  # the clients a test made: closed at the end of every event loop
-
-
-def run(coro):
-    return run_closing(coro, MADE)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers():
-    reset_breakers()
-    MADE.clear()
-    yield
-    reset_breakers()
 
 
 @pytest.fixture
