@@ -306,15 +306,17 @@ class AirflowCluster:
             )
         if result.returncode != 0:
             raise AirflowClusterError(f"airflow db migrate failed:\n{_tail(migrate_log, 60)}")
-        # WAL lets the API read while the scheduler writes; the setting is stored in the database file.
-        with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        if self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
+            # WAL lets the API read while the scheduler writes; the setting is stored in the database file.
+            with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
+                db.execute("PRAGMA journal_mode=WAL")
 
         self.spawn("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"])
         self.spawn("scheduler", ["scheduler", "--skip-serve-logs"])
         self.spawn("dag-processor", ["dag-processor"])
         for _ in range(self.triggerers):
             self.start_triggerer()
+        self.start_workers()
         self.wait_until_healthy(timeout_s=self.startup_timeout_s - (time.monotonic() - started))
         self.startup_s = time.monotonic() - started
 
@@ -339,6 +341,9 @@ class AirflowCluster:
         proc = AirflowProcess(name=name, args=args, log_path=log_path, popen=popen, linger_s=linger_s)
         self.processes.append(proc)
         return proc
+
+    def start_workers(self) -> None:
+        """Start the processes that run tasks outside the scheduler: none with LocalExecutor (subclasses add some)."""
 
     def start_triggerer(self, name: str | None = None, env: Mapping[str, str] | None = None) -> AirflowProcess:
         """Start one more ``airflow triggerer`` (without its log server, which would bind all interfaces)."""
