@@ -43,7 +43,12 @@ def signal_specs(task_id: str, settings: CarbonSettings) -> list[SignalSpec]:
 
     from airflow_carbon.hooks.sources import service_hooks
 
-    specs = [] if settings.source is not None else [SignalSpec("bundled", settings.region)]
+    specs = []
+    if settings.source is None:
+        try:
+            specs.append(SignalSpec("bundled", settings.region))
+        except ValueError as error:
+            raise CarbonSettingsError(f"task {task_id!r}: carbon setting region={settings.region!r}: {error}") from None
     for conn_id in ([settings.source] if settings.source is not None else []) + list(settings.fallback):
         try:
             conn_type = BaseHook.get_connection(conn_id).conn_type

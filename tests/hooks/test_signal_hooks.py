@@ -104,6 +104,8 @@ def test_a_missing_or_foreign_source_connection_fails_the_task_at_its_start(serv
     monkeypatch.setenv("AIRFLOW_CONN_WEB", json.dumps({"conn_type": "http", "host": "example.org"}))
     with pytest.raises(CarbonSettingsError, match="task 'tag': connection 'web' has type 'http'"):
         signal_specs("tag", resolve("tag", {"source": "em", "fallback": "web"}))
+    with pytest.raises(CarbonSettingsError, match="task 'tag': carbon setting region='XX': no bundled data"):
+        signal_specs("tag", resolve("tag", {"region": "XX"}))
     assert [s.name for s in signal_specs("tag", resolve("tag", {"source": "em", "fallback": "uk, wt"}))] == [
         "conn:em", "conn:uk", "conn:wt"]
 
