@@ -34,9 +34,9 @@ class SingleFlightCache(Generic[T]):
         self.loads = 0
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[T]], max_age_s: float) -> T:
-        """A value for ``key`` at most ``max_age_s`` old, loading it once for all concurrent callers."""
+        """A value for ``key`` younger than ``max_age_s``, loading it once for all concurrent callers."""
         entry = self._entries.get(key)
-        if entry is not None and self._clock() - entry.loaded_at <= max_age_s:
+        if entry is not None and self._clock() - entry.loaded_at < max_age_s:
             return entry.value
         future = self._in_flight.get(key)
         if future is None:

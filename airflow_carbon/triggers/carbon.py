@@ -95,7 +95,8 @@ class CarbonWindowTrigger(BaseTrigger):
                 self.log.info("carbon window: %s at %s", decision.reason, now.isoformat())
                 yield TriggerEvent(self._payload(decision.to_dict(), series, served_by, failures))
                 return
-            wake = min(decision.start, now + timedelta(seconds=self._refresh_s(series)), self.deadline)
+            # From after the read, so the next refresh finds this read stale rather than planning on it again.
+            wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s(series)), self.deadline)
             self.log.info("waiting until %s (planned start %s, %s; deadline %s)", wake.isoformat(),
                           decision.start.isoformat(), decision.reason, self.deadline.isoformat())
             await sleep_until(wake)
