@@ -352,7 +352,8 @@ function daySplits(u, xs) {
   return visible.filter((_, i) => i % step === 0);
 }
 
-function barTip(u, days, series, format, node) {
+/** The chart's tooltip node (made on first use) and the bar under the cursor; ``i`` is null, and the tip hidden, off the bars. */
+function cursorTip(u, node) {
   let tip = node;
   if (!tip) {
     tip = el("div", { class: "chart-tip", hidden: true });
@@ -361,8 +362,14 @@ function barTip(u, days, series, format, node) {
   const i = u.cursor.idx;
   if (i === null || i === undefined || u.cursor.left < 0) {
     tip.hidden = true;
-    return tip;
+    return { tip, i: null };
   }
+  return { tip, i };
+}
+
+function barTip(u, days, series, format, node) {
+  const { tip, i } = cursorTip(u, node);
+  if (i === null) return tip;
   clear(
     tip,
     el("strong", {}, days[i]),
@@ -427,16 +434,8 @@ export function delayHistogram(container, delaysS, { height = 240 } = {}) {
 }
 
 function histTip(u, counts, width, node) {
-  let tip = node;
-  if (!tip) {
-    tip = el("div", { class: "chart-tip", hidden: true });
-    u.over.append(tip);
-  }
-  const i = u.cursor.idx;
-  if (i === null || i === undefined || u.cursor.left < 0) {
-    tip.hidden = true;
-    return tip;
-  }
+  const { tip, i } = cursorTip(u, node);
+  if (i === null) return tip;
   const n = counts[i];
   clear(tip, el("strong", {}, `${duration(i * width)} – ${duration((i + 1) * width)}`),
     el("div", {}, `${n} task run${n === 1 ? "" : "s"}`));
