@@ -10,8 +10,8 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -20,6 +20,8 @@ from airflow_carbon.signals.services.base import run_sync
 from airflow_carbon.signals.source import SignalSpec
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def service_hooks() -> dict[str, type]:
@@ -47,6 +49,22 @@ async def aload_signal(spec: SignalSpec, now: datetime, history: timedelta = tim
 Loader = Callable[[SignalSpec, datetime, timedelta], Awaitable[Series]]
 
 
+async def within(awaitable: Awaitable[T], left_s: float) -> T:
+    """Await a read, but no longer than the ``left_s`` seconds left before a deadline.
+
+    Retries and timeouts of a slow or failing service add up to tens of seconds; bounding the
+    read by the time left is what keeps a failing source from making a task miss its deadline.
+    """
+    if left_s <= 0:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        raise TimeoutError("no time left before the deadline")
+    try:
+        return await asyncio.wait_for(awaitable, left_s)
+    except TimeoutError:
+        raise TimeoutError(f"no answer in the {left_s:.1f} s left before the deadline") from None
+
+
 async def aload_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0),
                       load: Loader = aload_signal) -> tuple[Series | None, str | None, list[str]]:
     """The first source that answers, in order: its series, its name, and what failed before it.
@@ -64,13 +82,21 @@ async def aload_first(specs: Sequence[SignalSpec], now: datetime, history: timed
     return None, None, failures
 
 
-def load_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0)
-               ) -> tuple[Series | None, str | None, list[str]]:
-    """``aload_first`` for synchronous callers: a task on a worker, the CLI."""
+def load_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0), *,
+               deadline: datetime | None = None) -> tuple[Series | None, str | None, list[str]]:
+    """``aload_first`` for synchronous callers: a task on a worker, the CLI.
+
+    With a ``deadline``, each read gets only the time left before it, and none is made once it has come.
+    """
+
+    async def load(spec: SignalSpec, at: datetime, past: timedelta) -> Series:
+        if deadline is None:
+            return await aload_signal(spec, at, past)
+        return await within(aload_signal(spec, at, past), (deadline - datetime.now(UTC)).total_seconds())
 
     async def load_then_close() -> tuple[Series | None, str | None, list[str]]:
         try:
-            return await aload_first(specs, now, history)
+            return await aload_first(specs, now, history, load=load)
         finally:
             await aclose_clients()
 

@@ -109,7 +109,10 @@ class CarbonTaskRun:
     def decide_now(self) -> tuple[Decision, dict[str, Any]]:
         """Plan from here; the payload has the shape of the trigger's event."""
         now = utcnow()
-        series, served_by, failures = load_first(self.specs, now)
+        if now >= self.deadline:  # a retry past its deadline runs at once, without waiting on a source
+            series, served_by, failures = None, None, []
+        else:
+            series, served_by, failures = load_first(self.specs, now, deadline=self.deadline)
         decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
                           settings=self.settings.policy_settings())
         return decision, event_payload(decision.to_dict(), self.ready_at, self.deadline, series, served_by, failures)

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_carbon.hooks.sources import aload_first, aload_signal
+from airflow_carbon.hooks.sources import aload_first, aload_signal, within
 from airflow_carbon.planning import Job, PolicySettings, decide
 from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.series import Series
@@ -86,9 +86,12 @@ class CarbonWindowTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        series, served_by, failures = None, None, []
         while True:
             now = utcnow()
-            series, served_by, failures = await aload_first(self.signals, now, load=self._cached)
+            # At the deadline the decision is "run" whatever the signal says: the event keeps the last read's.
+            if now < self.deadline:
+                series, served_by, failures = await aload_first(self.signals, now, load=self._cached)
             decision = decide(self.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
                               settings=self.settings)
             if decision.run_now:
@@ -106,11 +109,15 @@ class CarbonWindowTrigger(BaseTrigger):
         return min(self.refresh_s, float(series.period_s)) if series is not None else self.refresh_s
 
     async def _cached(self, spec: SignalSpec, now: datetime, history: timedelta) -> Series:
-        """A source's series through the triggerer's shared cache; after a failure, the last good one if recent."""
+        """A source's series through the triggerer's shared cache; after a failure, the last good one if recent.
+
+        The wait for a read ends at the deadline; the read itself goes on for the other triggers sharing it.
+        """
         key = ("signal", tuple(sorted(spec.to_dict().items())))
         cache = shared_cache()
         try:
-            return await cache.get(key, lambda: aload_signal(spec, now, history), max_age_s=self.refresh_s)
+            return await within(cache.get(key, lambda: aload_signal(spec, now, history), max_age_s=self.refresh_s),
+                                (self.deadline - utcnow()).total_seconds())
         except Exception:
             last = cache.last_good(key)
             if last is None or last[1] > STALE_AFTER_S:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -115,3 +116,24 @@ def test_a_resumed_task_takes_its_ready_time_and_deadline_from_the_trigger_event
     settings = resolve("summarize", {"source": "signal"})
     run = CarbonTaskRun.start(FakeTask(), {"ti": FakeTaskInstance()}, settings, event)
     assert run.ready_at == datetime(2026, 1, 1, tzinfo=UTC) and run.deadline == datetime(2026, 1, 1, 2, tzinfo=UTC)
+
+
+def test_a_slow_source_at_the_start_is_read_only_until_the_deadline(env, monkeypatch):
+    async def never_answers(spec, now, history):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr("airflow_carbon.hooks.sources.aload_signal", never_answers)
+    run = start(FakeTaskInstance(), max_delay=timedelta(seconds=1.5))
+    decision, payload = run.decide_now()
+    assert decision.reason in ("signal_unavailable", "deadline")
+    assert datetime.now(UTC) <= run.deadline + timedelta(seconds=1)
+    assert "no answer in the" in payload["failed_sources"][0]
+
+
+def test_a_retry_past_its_deadline_runs_at_once_without_reading_the_source(env, monkeypatch):
+    ti = FakeTaskInstance()
+    start(ti, max_delay=timedelta(seconds=0)).wait_if_needed(FakeTask())  # first try: ready now, deadline now
+    monkeypatch.setattr("airflow_carbon.hooks.sources.aload_signal", None)  # any read would fail loudly
+    ti.try_number = 2
+    decision, payload = start(ti, max_delay=timedelta(seconds=0)).decide_now()
+    assert decision.run_now and decision.reason == "deadline" and payload["failed_sources"] == []

@@ -45,8 +45,8 @@ def test_a_recreated_trigger_keeps_its_deadline(tmp_path):
 
 
 def test_it_waits_for_the_green_window_and_says_so(tmp_path):
+    started = datetime.now(UTC)  # before the file, whose green window begins at int(now) + 2 s
     path = write_signal(tmp_path / "signal.csv", green_in_s=2)
-    started = datetime.now(UTC)
     event = asyncio.run(first_event(trigger_for(path)))
     assert event.payload["reason"] == "green_window"
     assert datetime.fromisoformat(event.payload["fired_at"]) >= started + timedelta(seconds=1)
@@ -140,3 +140,32 @@ def test_a_failed_load_is_not_cached_but_the_last_good_value_is_kept():
         return cache.last_good("k")
 
     assert asyncio.run(scenario()) == ("good", 0.0)
+
+
+def test_a_source_slower_than_the_deadline_cannot_hold_the_trigger_past_it(monkeypatch):
+    async def never_answers(spec, now, history):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.aload_signal", never_answers)
+    trigger = CarbonWindowTrigger(ready_at=datetime.now(UTC), deadline=datetime.now(UTC) + timedelta(seconds=1.5),
+                                  policy="forecast", duration_s=1, energy_kwh=0.01, signals=[BUNDLED_DE],
+                                  refresh_s=600)
+    event = asyncio.run(first_event(trigger, timeout_s=10))
+    fired_at, deadline = (datetime.fromisoformat(event.payload[k]) for k in ("fired_at", "deadline"))
+    assert event.payload["reason"] == "deadline" and fired_at <= deadline + timedelta(seconds=1)
+    assert "no answer in the" in event.payload["failed_sources"][0]
+
+
+def test_at_the_deadline_the_trigger_fires_without_reading_its_source(monkeypatch):
+    reads = []
+
+    async def counted(spec, now, history):
+        reads.append(spec)
+        raise RuntimeError("should not be read")
+
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.aload_signal", counted)
+    now = datetime.now(UTC)
+    trigger = CarbonWindowTrigger(ready_at=now - timedelta(hours=1), deadline=now, policy="forecast", duration_s=1,
+                                  energy_kwh=0.01, signals=[BUNDLED_DE])
+    event = asyncio.run(first_event(trigger, timeout_s=5))
+    assert event.payload["reason"] == "deadline" and event.payload["failed_sources"] == [] and reads == []
