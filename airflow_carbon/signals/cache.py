@@ -41,6 +41,7 @@ class SingleFlightCache(Generic[T]):
         future = self._in_flight.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_task(self._load(key, load))
+            future.add_done_callback(_seen)
             self._in_flight[key] = future
         return await asyncio.shield(future)
 
@@ -57,6 +58,12 @@ class SingleFlightCache(Generic[T]):
         """The last value loaded for ``key`` and its age in seconds, for a fallback when a load fails."""
         entry = self._entries.get(key)
         return None if entry is None else (entry.value, self._clock() - entry.loaded_at)
+
+
+def _seen(future: asyncio.Future) -> None:
+    """Mark a failed load's error as seen: every caller may have stopped waiting (a deadline came) before it failed."""
+    if not future.cancelled():
+        future.exception()
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SingleFlightCache] = weakref.WeakKeyDictionary()

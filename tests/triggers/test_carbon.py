@@ -169,3 +169,23 @@ def test_at_the_deadline_the_trigger_fires_without_reading_its_source(monkeypatc
                                   energy_kwh=0.01, signals=[BUNDLED_DE])
     event = asyncio.run(first_event(trigger, timeout_s=5))
     assert event.payload["reason"] == "deadline" and event.payload["failed_sources"] == [] and reads == []
+
+
+def test_a_wall_clock_jumping_past_the_deadline_fires_at_the_next_sleep_step(tmp_path, monkeypatch):
+    """NTP stepping the clock moves the wall clock, not the monotonic one asyncio sleeps by."""
+    path = write_signal(tmp_path / "signal.csv", green_in_s=1800, period_s=60)
+    jump = timedelta(0)
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.utcnow", lambda: datetime.now(UTC) + jump)
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.MAX_SLEEP_STEP_S", 0.2)
+    trigger = trigger_for(path, deadline_in_s=3600, refresh_s=600)
+
+    async def jump_while_it_sleeps():
+        nonlocal jump
+        waiting = asyncio.create_task(first_event(trigger, timeout_s=10))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # asleep until the window, half an hour away
+        jump = timedelta(hours=2)
+        return await waiting
+
+    event = asyncio.run(jump_while_it_sleeps())
+    assert event.payload["reason"] == "deadline"
