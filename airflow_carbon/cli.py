@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_carbon.accounting import JobRecord
 from airflow_carbon.planning import POLICIES, PolicySettings
@@ -20,6 +20,9 @@ from airflow_carbon.simulate.engine import PolicySummary, simulate
 from airflow_carbon.simulate.jobs import Jobs, read_jobs_csv
 from airflow_carbon.simulate.report import as_json, summaries, table
 from airflow_carbon.units import parse_duration
+
+if TYPE_CHECKING:
+    from airflow_carbon.hooks.metrics import CarbonMetricsHook
 
 
 def duration(text: str) -> timedelta:
@@ -87,6 +90,8 @@ def parser() -> argparse.ArgumentParser:
     metrics = commands.add_parser("metrics", help="print the metrics store's rows (needs Airflow's configuration)")
     metrics.add_argument("--dag-id")
     metrics.add_argument("--conn-id", default="carbon_metrics_default")
+    metrics.add_argument("--flush", action="store_true",
+                         help="write the records this host kept while the store was down; exit 1 if any remain")
     return root
 
 
@@ -109,9 +114,25 @@ def run_example_signal(args: argparse.Namespace) -> int:
 def run_metrics(args: argparse.Namespace) -> int:
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
 
-    for row in CarbonMetricsHook(args.conn_id).get_store().rows(dag_id=args.dag_id):
+    hook = CarbonMetricsHook(args.conn_id)
+    if args.flush:
+        return flush_spool(hook)
+    for row in hook.get_store().rows(dag_id=args.dag_id):
         print(json.dumps(row, default=str, sort_keys=True))
     return 0
+
+
+def flush_spool(hook: CarbonMetricsHook) -> int:
+    """Replay this host's spool for the hook's store: 0 once it is empty, 1 while records remain."""
+    spool = hook.spool()
+    try:
+        written, remaining = spool.replay(hook.get_store())
+    except Exception as error:  # the store cannot even be opened
+        written, remaining = 0, len(spool.pending())
+        print(f"airflow-carbon: the metrics store at {hook.where()} did not answer: {hook.describe_error(error)}",
+              file=sys.stderr)
+    print(f"{written} spooled record(s) written to {hook.where()}; {remaining} remain in {spool.directory}")
+    return 1 if remaining else 0
 
 
 @dataclass(frozen=True)

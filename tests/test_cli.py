@@ -6,6 +6,8 @@ import json
 import pytest
 
 from airflow_carbon.cli import main
+from airflow_carbon.hooks.metrics import CarbonMetricsHook
+from airflow_carbon.metrics import TaskTryKey
 from airflow_carbon.signals.bundled import bundled_path
 
 JOBS, CARBON, SOLAR = (str(bundled_path(n)) for n in ("inference_jobs.csv", "carbon_intensity.csv",
@@ -51,3 +53,39 @@ def test_bad_options_are_refused_by_argparse(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["simulate", JOBS, CARBON, f"{flag}={value}"])
     assert exit_info.value.code == 2 and value in capsys.readouterr().err
+
+
+@pytest.fixture
+def store_down(monkeypatch, tmp_path):
+    """A completion kept in the spool of a SQLite store whose directory does not exist yet."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
+    for conn_id in ("CARBON_METRICS_DEFAULT", "METRICS_PROD"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id}",
+                           json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "down" / "metrics.db")}))
+    record = {"ready_at": "2024-06-01T00:00:00+00:00", "started_at": "2024-06-01T01:00:00+00:00",
+              "ended_at": "2024-06-01T02:00:00+00:00", "emissions_g": 50.0, "saved_g": 100.0}
+    assert not CarbonMetricsHook(retry_wait_s=0).write_completion(TaskTryKey("dag", "summarize", "manual__1"), record)
+    yield tmp_path
+    CarbonMetricsHook.reset_store_cache()
+
+
+def test_metrics_flush_writes_what_the_spool_kept_and_exits_0(store_down, capsys):
+    [spooled] = CarbonMetricsHook().spool().pending()
+    (store_down / "down").mkdir()
+    assert main(["metrics", "--flush"]) == 0
+    assert capsys.readouterr().out == (f"1 spooled record(s) written to sqlite:///{store_down}/down/metrics.db; "
+                                       f"0 remain in {spooled.parent}\n")
+    assert not spooled.exists()
+    assert main(["metrics"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["state"] == "completed" and row["saved_g"] == 100.0 and row["task_id"] == "summarize"
+
+
+def test_metrics_flush_with_the_store_still_down_exits_1_and_says_what_remains(store_down, capsys):
+    [spooled] = CarbonMetricsHook("metrics_prod").spool().pending()
+    assert main(["metrics", "--flush", "--conn-id", "metrics_prod"]) == 1
+    out, err = capsys.readouterr()
+    assert out == (f"0 spooled record(s) written to sqlite:///{store_down}/down/metrics.db; "
+                   f"1 remain in {spooled.parent}\n")
+    assert "did not answer" in err and "unable to open database file" in err
+    assert spooled.exists()

@@ -1,22 +1,27 @@
-"""The Airflow glue of the metrics store: find its database through a connection, write without ever failing a task."""
+"""The Airflow glue of the metrics store: find its database through a connection, write without ever failing a task.
+
+A write the store does not take after its retries is kept in this host's spool
+(``<AIRFLOW_HOME>/carbon_spool/<hash>/``) and written by the next successful write to that store,
+or by ``airflow-carbon metrics --flush``.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, make_url
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
+from airflow_carbon.metrics.spool import Spool, describe_error, record_json
 from airflow_carbon.metrics.store import DEFERRED, MetricsStore, TaskTryKey, safe_url
 
 # A stdlib logger rather than the hook's structlog one: Airflow routes stdlib records into the
@@ -24,6 +29,8 @@ from airflow_carbon.metrics.store import DEFERRED, MetricsStore, TaskTryKey, saf
 log = logging.getLogger(__name__)
 
 SQLITE_FILE_NAME = "carbon_metrics.db"
+SPOOL_DIR_NAME = "carbon_spool"
+SPOOL_NOTE_NAME = "store.txt"
 
 _stores: dict[str, MetricsStore] = {}
 _stores_lock = threading.Lock()
@@ -41,6 +48,15 @@ def default_sqlite_url() -> str:
     home = airflow_home()
     os.makedirs(home, exist_ok=True)
     return URL.create("sqlite", database=os.path.join(home, SQLITE_FILE_NAME)).render_as_string(hide_password=False)
+
+
+def spool_directory(url: str) -> Path:
+    """This host's spool for the store at ``url``, named by a hash of the URL without its password.
+
+    So no secret, nor anything to guess one from, reaches the disk, and a password change keeps the spool.
+    """
+    digest = hashlib.sha256(safe_url(url).encode("utf-8")).hexdigest()[:16]
+    return Path(airflow_home()) / SPOOL_DIR_NAME / digest
 
 
 def url_from_connection(conn: Any, extra: Mapping[str, Any]) -> str:
@@ -75,20 +91,16 @@ def _fix_scheme(url: URL) -> URL:
     return url
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
 _warned_fallbacks: set[str] = set()
 
 
 class CarbonMetricsHook(BaseHook):
     """Reach the carbon metrics store through an Airflow connection.
 
-    Writes retry with backoff and, if the store stays unreachable, log the whole record at ERROR
-    and return False: recording emissions must never fail the task whose emissions they are.
+    Writes retry with backoff and, if the store stays unreachable, keep the record in this host's
+    spool, log at ERROR and return False: recording emissions must never fail the task whose
+    emissions they are, and a store that is down for a while must not lose them. Each successful
+    write then replays the spool.
 
     :param carbon_metrics_conn_id: connection holding the store's URL (extra ``sqlalchemy_url``,
         or a ``postgres``/``sqlite`` connection); when it does not exist, a SQLite file
@@ -201,21 +213,78 @@ class CarbonMetricsHook(BaseHook):
             wait=wait_exponential(multiplier=self.retry_wait_s, min=self.retry_wait_s, max=30),
             before_sleep=lambda state: log.warning(
                 "carbon metrics: writing the %s of %s to %s failed (attempt %d of %d): %s", kind, key,
-                self._where(), state.attempt_number, self.attempts,
-                self._describe(state.outcome.exception() if state.outcome else None),
+                self.where(), state.attempt_number, self.attempts,
+                self.describe_error(state.outcome.exception() if state.outcome else None),
             ),
             reraise=True,
         )
         try:
             for attempt in retrying:
                 with attempt:
-                    write(self.get_store())
+                    store = self.get_store()
+                    write(store)
         except Exception as error:
-            payload = json.dumps({"kind": kind, "key": asdict(key), **fields}, default=_json_default, sort_keys=True)
-            log.error("carbon metrics: could not write the %s of %s to %s after %d attempts (%s); record: %s",
-                      kind, key, self._where(), self.attempts, self._describe(error), payload)
+            self._keep(kind, key, fields, error)
             return False
+        self._replay_spool(store)
         return True
+
+    # -- the spool: records kept on this host while the store is down -------------------------------
+
+    def spool(self) -> Spool:
+        """This host's spool for this connection's store."""
+        return Spool(spool_directory(self.url()))
+
+    def _keep(self, kind: str, key: TaskTryKey, fields: dict[str, Any], error: Exception) -> None:
+        """Spool a record the store did not take, loudly; without a spool, log the whole record at ERROR."""
+        record = record_json(kind, key, fields)
+        if self._url is None:  # the connection itself is wrong: there is no store to keep the record for
+            log.error("carbon metrics: could not write the %s of %s to %s after %d attempts (%s); record: %s",
+                      kind, key, self.where(), self.attempts, self.describe_error(error), record)
+            return
+        try:
+            spool = self.spool()
+            path = spool.put(kind, key, fields)
+            note = spool.directory / SPOOL_NOTE_NAME
+            if not note.exists():
+                note.write_text(safe_url(self._url) + "\n", encoding="utf-8")
+        except Exception as spool_error:
+            log.error("carbon metrics: could not write the %s of %s to %s after %d attempts (%s), nor keep it in "
+                      "this host's spool (%s); record: %s", kind, key, self.where(), self.attempts,
+                      self.describe_error(error), self.describe_error(spool_error), record)
+            return
+        flush = "airflow-carbon metrics --flush"
+        if self.carbon_metrics_conn_id != self.default_conn_name:
+            flush += f" --conn-id {self.carbon_metrics_conn_id}"
+        log.error("carbon metrics: the store at %s was unreachable after %d attempts (%s): the %s of %s is kept in %s"
+                  " and will be written when the store answers again (or with `%s` on this host); record: %s",
+                  self.where(), self.attempts, self.describe_error(error), kind, key, path, flush, record)
+
+    def _replay_spool(self, store: MetricsStore) -> None:
+        """Write what this host kept for the store, now that it answers; never raises into the write."""
+        try:
+            spool = self.spool()
+            if spool.pending():
+                spool.replay(store)
+        except Exception as error:
+            log.warning("carbon metrics: replaying this host's spool for %s failed: %s", self.where(),
+                        self.describe_error(error))
+
+    def spooled_ready_at(self, dag_id: str, task_id: str, run_id: str, map_index: int | None) -> datetime | None:
+        """:meth:`MetricsStore.earliest_ready_at` over the records this host kept and has not written yet.
+
+        None, never an error, when there are none or they cannot be read.
+        """
+        try:
+            spool = self.spool()
+        except Exception:  # no store URL, so no spool; reading the store has said why
+            return None
+        try:
+            return spool.earliest_ready_at(dag_id, task_id, run_id, map_index)
+        except Exception as error:
+            log.warning("carbon metrics: this host's spool for %s is unreadable: %s", self.where(),
+                        self.describe_error(error))
+            return None
 
     # -- diagnostics --------------------------------------------------------------------------------
 
@@ -225,21 +294,13 @@ class CarbonMetricsHook(BaseHook):
             store = self.get_store()
             store.ping()
         except Exception as error:
-            return False, f"Cannot reach the carbon metrics store at {self._where()}: {self._describe(error)}"
+            return False, f"Cannot reach the carbon metrics store at {self.where()}: {self.describe_error(error)}"
         return True, f"Connected to the carbon metrics store at {store.safe_url}"
 
-    def _where(self) -> str:
+    def where(self) -> str:
         """The store's URL without its password, or the connection id if the URL is not known yet."""
         return safe_url(self._url) if self._url else f"connection {self.carbon_metrics_conn_id!r}"
 
-    def _describe(self, error: BaseException | None) -> str:
+    def describe_error(self, error: BaseException | None) -> str:
         """``Type: message`` with the URL's password blanked out: driver messages may echo a DSN."""
-        text = f"{type(error).__name__}: {error}"
-        try:
-            password = make_url(self._url).password if self._url else None
-        except Exception:
-            password = None
-        if password:
-            for secret in {str(password), quote(str(password), safe=""), quote_plus(str(password))}:
-                text = text.replace(secret, "***")
-        return text
+        return describe_error(error, self._url)

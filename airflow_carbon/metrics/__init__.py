@@ -1,5 +1,9 @@
-"""The carbon metrics store: one row per task try, in a database of its own (pure SQLAlchemy, no Airflow)."""
+"""The carbon metrics store: one row per task try, in a database of its own (pure SQLAlchemy, no Airflow).
 
+Beside it, the spool: the records a host could not write while the store was down.
+"""
+
+from airflow_carbon.metrics.spool import Spool
 from airflow_carbon.metrics.store import (
     COMPLETED,
     DEFERRED,
@@ -17,6 +21,7 @@ __all__ = [
     "RUNNING",
     "CarbonTaskTry",
     "MetricsStore",
+    "Spool",
     "TaskTryKey",
     "UnsupportedDialectError",
     "safe_url",

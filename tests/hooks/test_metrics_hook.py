@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 from datetime import timedelta
 
@@ -12,7 +13,8 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from tenacity import Retrying
 
 from airflow_carbon.hooks import CarbonMetricsHook
-from airflow_carbon.metrics import COMPLETED, DEFERRED, MetricsStore, TaskTryKey
+from airflow_carbon.metrics import COMPLETED, DEFERRED, MetricsStore, Spool, TaskTryKey
+from airflow_carbon.metrics.store import COMPLETION_COLUMNS
 from tests.helpers import T0
 
 HOUR = timedelta(hours=1)
@@ -140,6 +142,23 @@ def test_a_failed_write_logs_the_record_at_error_and_never_the_password(monkeypa
     assert completion_json["record"] == RECORD and completion_json["failed_sources"] == ["watttime"]
     retries = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert len(retries) == 4  # two waits before each of the two failed writes' last attempt
+    spooled = hook.spool().pending()
+    assert [path.name for path in spooled] == [re.search(r"kept in \S+/([^/ ]+\.json)", error.getMessage())[1]
+                                               for error in errors]
+    kept = [path.read_text() for path in spooled[0].parent.iterdir()]  # the records and store.txt
+    assert f"postgresql://carbon:***@127.0.0.1:{port}/metrics\n" in kept  # store.txt, for humans
+    for secret in (PASSWORD, "s3cr%40t%2FHunter2-pw", "Hunter2"):
+        assert all(secret not in text for text in kept) and secret not in str(spooled[0])
+
+
+def test_a_password_change_keeps_the_spool_of_the_same_store(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_OLD", f"postgres://carbon:{PASSWORD.replace('@', '%40').replace('/', '%2F')}"
+                                           "@db.example/metrics")
+    monkeypatch.setenv("AIRFLOW_CONN_NEW", "postgres://carbon:rotated@db.example/metrics")
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER", "postgres://carbon:rotated@db.example/other")
+    old, new, other = (CarbonMetricsHook(conn_id).spool().directory for conn_id in ("old", "new", "other"))
+    assert old == new != other
+    assert old.parent.name == "carbon_spool" and len(old.name) == 16
 
 
 def test_a_driver_error_that_echoes_the_dsn_is_redacted(monkeypatch, caplog):
@@ -224,3 +243,66 @@ def test_hook_metadata():
     assert CarbonMetricsHook.conn_type == "carbon_metrics"
     assert CarbonMetricsHook.hook_name == "Carbon metrics store"
     assert CarbonMetricsHook().carbon_metrics_conn_id == "carbon_metrics_default"
+
+
+def missing_dir_store(monkeypatch, tmp_path) -> str:
+    """A SQLite store in a directory that does not exist yet: SQLite cannot create the file, the store is down."""
+    monkeypatch.setenv(CONN_ENV, json.dumps({"conn_type": "sqlite", "host": f"{tmp_path}/missing-dir/metrics.db"}))
+    return f"sqlite:///{tmp_path}/missing-dir/metrics.db"
+
+
+def test_a_store_that_is_down_gets_the_record_from_the_spool_once_it_answers(monkeypatch, tmp_path, caplog):
+    url = missing_dir_store(monkeypatch, tmp_path)
+    hook = CarbonMetricsHook(retry_wait_s=0)
+    with caplog.at_level(logging.ERROR):
+        assert hook.write_completion(KEY, RECORD, served_by="csv", failed_sources=["watttime"]) is False
+    [path] = hook.spool().pending()
+    assert path.parent.parent == tmp_path / "airflow_home" / "carbon_spool"
+    assert (path.parent / "store.txt").read_text() == url + "\n"
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert f"the store at {url} was unreachable" in error and "the completion of" in error
+    assert str(path) in error and "airflow-carbon metrics --flush" in error
+
+    (tmp_path / "missing-dir").mkdir()
+    other = TaskTryKey("dag", "tag", "manual__1")
+    assert hook.write_decision(other, region="DE", source="csv", policy="forecast", ready_at=T0, deadline=T0 + HOUR,
+                               decision=DECISION)
+    assert not path.exists() and hook.spool().pending() == []
+    rows = {row["task_id"]: row for row in MetricsStore(url).rows()}
+    assert set(rows) == {"summarize", "tag"} and rows["tag"]["state"] == DEFERRED
+    row = rows["summarize"]
+    assert (row["map_index"], row["try_number"], row["state"]) == (3, 2, COMPLETED)
+    assert row["served_by"] == "csv" and row["failed_sources"] == ["watttime"]
+    for name in COMPLETION_COLUMNS:
+        value = row[name].isoformat() if hasattr(row[name], "isoformat") else row[name]
+        assert value == RECORD[name], name
+
+
+def test_a_record_that_cannot_be_spooled_either_is_logged_whole(monkeypatch, tmp_path, caplog):
+    missing_dir_store(monkeypatch, tmp_path)
+
+    def disk_full(self, kind, key, fields):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Spool, "put", disk_full)
+    with caplog.at_level(logging.ERROR):
+        assert CarbonMetricsHook(retry_wait_s=0).write_completion(KEY, RECORD) is False
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert "nor keep it in this host's spool" in error and "No space left on device" in error
+    assert json.loads(error.split("record: ", 1)[1])["record"] == RECORD
+
+
+def test_a_replay_that_fails_never_fails_the_write(monkeypatch, tmp_path, caplog):
+    missing_dir_store(monkeypatch, tmp_path)
+    hook = CarbonMetricsHook(retry_wait_s=0)
+    assert not hook.write_completion(KEY, RECORD)
+    (tmp_path / "missing-dir").mkdir()
+
+    def broken(self, store):
+        raise PermissionError(13, "Permission denied", str(self.directory))
+
+    monkeypatch.setattr(Spool, "replay", broken)
+    with caplog.at_level(logging.WARNING):
+        assert write_decision(hook)
+    assert "replaying this host's spool" in caplog.text and "Permission denied" in caplog.text
+    assert len(hook.spool().pending()) == 1  # kept for the next write
