@@ -47,6 +47,8 @@ async def aload_signal(spec: SignalSpec, now: datetime, history: timedelta = tim
 
 
 Loader = Callable[[SignalSpec, datetime, timedelta], Awaitable[Series]]
+#: Sees a source's error before the next source is tried; it raises to stop there instead.
+Refuse = Callable[[SignalSpec, Exception], None]
 
 
 async def within(awaitable: Awaitable[T], left_s: float) -> T:
@@ -66,24 +68,29 @@ async def within(awaitable: Awaitable[T], left_s: float) -> T:
 
 
 async def aload_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0),
-                      load: Loader = aload_signal) -> tuple[Series | None, str | None, list[str]]:
+                      load: Loader = aload_signal, refuse: Refuse | None = None
+                      ) -> tuple[Series | None, str | None, list[str]]:
     """The first source that answers, in order: its series, its name, and what failed before it.
 
     A failure is described by the source's name and the error; service errors never hold
-    credentials, and a connection is named by its id.
+    credentials, and a connection is named by its id. ``refuse`` may turn a failure into an
+    error: a task's start refuses a malformed local file, which is configuration, not an outage.
     """
     failures: list[str] = []
     for spec in specs:
         try:
             return await load(spec, now, history), spec.name, failures
         except Exception as error:  # every source may fail; the task must still run by its deadline
+            if refuse is not None:
+                refuse(spec, error)
             failures.append(f"{spec.name}: {type(error).__name__}: {error}")
             log.warning("carbon signal unavailable: %s", failures[-1])
     return None, None, failures
 
 
 def load_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0), *,
-               deadline: datetime | None = None) -> tuple[Series | None, str | None, list[str]]:
+               deadline: datetime | None = None, refuse: Refuse | None = None
+               ) -> tuple[Series | None, str | None, list[str]]:
     """``aload_first`` for synchronous callers: a task on a worker, the CLI.
 
     With a ``deadline``, each read gets only the time left before it, and none is made once it has come.
@@ -96,7 +103,7 @@ def load_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = 
 
     async def load_then_close() -> tuple[Series | None, str | None, list[str]]:
         try:
-            return await aload_first(specs, now, history, load=load)
+            return await aload_first(specs, now, history, load=load, refuse=refuse)
         finally:
             await aclose_clients()
 

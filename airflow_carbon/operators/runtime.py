@@ -18,6 +18,7 @@ from airflow_carbon.hooks.sources import load_first
 from airflow_carbon.metrics.store import DEFERRED, RUNNING, TaskTryKey
 from airflow_carbon.planning import Decision, Job, decide
 from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, default_power_kw
+from airflow_carbon.signals.series import SignalDataError
 from airflow_carbon.signals.services import signal_kind
 from airflow_carbon.signals.source import SignalSpec
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger, event_payload
@@ -64,7 +65,11 @@ def signal_specs(task_id: str, settings: CarbonSettings) -> list[SignalSpec]:
 
 @dataclass
 class CarbonTaskRun:
-    """One try of a carbon-aware task: its key, settings, ready time and deadline."""
+    """One try of a carbon-aware task: its key, settings, ready time and deadline.
+
+    ``check_files`` is true until the first decision of a task instance that has made none yet:
+    that decision refuses a missing or malformed source file instead of falling back from it.
+    """
 
     task_id: str
     key: TaskTryKey
@@ -72,6 +77,7 @@ class CarbonTaskRun:
     ready_at: datetime
     deadline: datetime
     specs: list[SignalSpec]
+    check_files: bool = False
 
     @classmethod
     def start(cls, task: Any, context: Any, settings: CarbonSettings, event: dict[str, Any] | None = None
@@ -87,12 +93,14 @@ class CarbonTaskRun:
         if event and event.get("ready_at") and event.get("deadline"):
             ready_at, deadline = parse_instant(event["ready_at"]), parse_instant(event["deadline"])
             return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings))
-        ready_at = _first_ready_at(settings, key) or utcnow()
+        earlier = _first_ready_at(settings, key)
+        ready_at = earlier or utcnow()
         deadline = settings.deadline or ready_at + settings.max_delay
         if deadline < ready_at:
             raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
                                       f"became ready ({ready_at.isoformat()})")
-        return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings))
+        return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings),
+                   check_files=earlier is None)
 
     def wait_if_needed(self, task: Any) -> dict[str, Any]:
         """Run now (returns the decision as an event payload) or defer to the trigger (raises)."""
@@ -112,10 +120,19 @@ class CarbonTaskRun:
         if now >= self.deadline:  # a retry past its deadline runs at once, without waiting on a source
             series, served_by, failures = None, None, []
         else:
-            series, served_by, failures = load_first(self.specs, now, deadline=self.deadline)
+            series, served_by, failures = load_first(self.specs, now, deadline=self.deadline,
+                                                     refuse=self._refuse_bad_file if self.check_files else None)
+        self.check_files = False
         decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
                           settings=self.settings.policy_settings())
         return decision, event_payload(decision.to_dict(), self.ready_at, self.deadline, series, served_by, failures)
+
+    def _refuse_bad_file(self, spec: SignalSpec, error: Exception) -> None:
+        """A missing or malformed source file is configuration, not an outage: waiting on it would hide it."""
+        if isinstance(error, SignalDataError | FileNotFoundError):
+            source = f"connection {spec.conn_id!r}" if spec.kind == "connection" else f"file {spec.path!r}"
+            raise CarbonSettingsError(f"task {self.task_id!r}: signal source {source} cannot be read: "
+                                      f"{error}") from None
 
     def trigger(self) -> CarbonWindowTrigger:
         return CarbonWindowTrigger(
@@ -169,13 +186,19 @@ class CarbonTaskRun:
 
 
 def _first_ready_at(settings: CarbonSettings, key: TaskTryKey) -> datetime | None:
-    """When this task instance (any mapped instance of it, when mapped) first became ready, from the store."""
+    """When this task instance (any mapped instance of it, when mapped) first became ready.
+
+    From the store and from what this host spooled while the store was down (not written yet),
+    so a retry keeps the first try's deadline even then.
+    """
+    hook = CarbonMetricsHook(settings.metrics_conn_id)
+    where = (key.dag_id, key.task_id, key.run_id, None if key.map_index >= 0 else -1)
     try:
-        return CarbonMetricsHook(settings.metrics_conn_id).get_store().earliest_ready_at(
-            key.dag_id, key.task_id, key.run_id, None if key.map_index >= 0 else -1)
+        stored = hook.get_store().earliest_ready_at(*where)
     except Exception:
-        log.exception("carbon metrics store unreadable: this try counts as ready now")
-        return None
+        log.exception("carbon metrics store unreadable: the ready time comes from this host's spool, else now")
+        stored = None
+    return min((t for t in (stored, hook.spooled_ready_at(*where)) if t is not None), default=None)
 
 
 def _record_without_signal(run: CarbonTaskRun, reason: str, started_at: datetime, ended_at: datetime,

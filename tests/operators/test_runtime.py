@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,8 @@ from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.metrics import COMPLETED, RUNNING
 from airflow_carbon.operators.runtime import XCOM_KEY, CarbonTaskRun
 from airflow_carbon.settings import CarbonSettingsError, resolve
+from airflow_carbon.signals.services import BadResponse
+from airflow_carbon.signals.source import SignalSpec
 from tests.signal_files import write_signal
 
 RECORD_FIELDS = {"region", "source", "policy", "ready_at", "deadline", "started_at", "ended_at", "delay_s", "reason",
@@ -137,3 +141,85 @@ def test_a_retry_past_its_deadline_runs_at_once_without_reading_the_source(env, 
     ti.try_number = 2
     decision, payload = start(ti, max_delay=timedelta(seconds=0)).decide_now()
     assert decision.run_now and decision.reason == "deadline" and payload["failed_sources"] == []
+
+
+CORPUS = Path(__file__).parents[1] / "signals" / "corpus"
+
+
+def csv_connection(monkeypatch, conn_id: str, path: Path) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}",
+                       json.dumps({"conn_type": "carbon_csv", "extra": {"path": str(path), "region": "US-TX"}}))
+
+
+@pytest.mark.parametrize(("name", "where"), [
+    ("gap.csv", "line 5, column 'timestamp': gap"),
+    ("missing_column.csv", "line 1, column 'intensity': no intensity column"),
+    ("wrong_delimiter.csv", "line 1: the header holds ';'"),
+])
+def test_a_malformed_csv_connection_fails_the_start_naming_task_connection_file_and_line(env, monkeypatch, name, where):
+    csv_connection(monkeypatch, "bad_csv", CORPUS / name)
+    run = start(FakeTaskInstance(), source="bad_csv")
+    with pytest.raises(CarbonSettingsError, match=rf"^task 'summarize': signal source connection 'bad_csv' cannot be "
+                                                  rf"read: .*{re.escape(name)}, {re.escape(where)}"):
+        run.wait_if_needed(FakeTask())
+    assert CarbonMetricsHook().get_store().rows() == []  # refused before any decision: nothing waits
+
+
+def test_a_missing_csv_file_fails_the_start_even_when_a_fallback_answers(env, monkeypatch):
+    csv_connection(monkeypatch, "moved_csv", env / "moved.csv")
+    with pytest.raises(CarbonSettingsError, match=r"connection 'moved_csv' cannot be read: .*No such file.*moved\.csv"):
+        start(FakeTaskInstance(), source="moved_csv", fallback="signal").decide_now()
+
+
+def test_a_csv_spec_with_a_malformed_file_fails_the_start_naming_its_path(env):
+    path = str(CORPUS / "negative_value.csv")
+    run = replace(start(FakeTaskInstance()), specs=[SignalSpec("csv", "US-TX", path=path)])
+    with pytest.raises(CarbonSettingsError, match=rf"signal source file {re.escape(repr(path))} cannot be read: "
+                                                  r".*line 3, column 'carbon_intensity': negative value"):
+        run.decide_now()
+
+
+def test_a_file_broken_after_the_first_decision_is_fallen_back_from_not_refused(env):
+    first = start(FakeTaskInstance())
+    first.write_decision(*first.decide_now())
+    (env / "signal.csv").write_text((CORPUS / "gap.csv").read_text())  # replaced while the task waits
+    _, next_poke = first.decide_now()
+    _, retry = start(FakeTaskInstance(try_number=2)).decide_now()
+    for payload in (next_poke, retry):
+        assert payload["served_by"] is None and payload["failed_sources"][0].startswith("conn:signal: SignalDataError")
+
+
+def test_a_failing_service_at_the_start_is_still_fallen_back_from(env, monkeypatch):
+    async def bad_answer(spec, now, history):
+        raise BadResponse("watttime: /v3/forecast: data is not a list", service="watttime")
+
+    monkeypatch.setattr("airflow_carbon.hooks.sources.aload_signal", bad_answer)
+    run = start(FakeTaskInstance())
+    assert run.check_files
+    decision, payload = run.decide_now()
+    assert decision.reason == "signal_unavailable"
+    assert payload["failed_sources"][0].startswith("conn:signal: BadResponse")
+
+
+def test_a_retry_while_the_store_is_down_keeps_the_first_tries_deadline_from_the_spool(env, monkeypatch):
+    from functools import partialmethod
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(env / "airflow_home"))
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
+                       json.dumps({"conn_type": "sqlite", "host": str(env / "down" / "metrics.db")}))  # no such dir
+    monkeypatch.setattr(CarbonMetricsHook, "__init__", partialmethod(CarbonMetricsHook.__init__, retry_wait_s=0))
+    ti = FakeTaskInstance()
+    first = start(ti)
+    first.write_decision(*first.decide_now())
+    assert len(CarbonMetricsHook().spool().pending()) == 1  # the store is down: the decision is kept on this host
+
+    monkeypatch.setattr("airflow_carbon.operators.runtime.utcnow", lambda: first.ready_at + timedelta(minutes=30))
+    ti.try_number = 2
+    retry = start(ti)
+    assert retry.ready_at == first.ready_at and retry.deadline == first.deadline == first.ready_at + timedelta(hours=2)
+
+    (env / "down").mkdir()
+    retry.write_decision(*retry.decide_now())  # the store answers: the first try's decision is written too
+    rows = CarbonMetricsHook().get_store().rows()
+    assert [row["try_number"] for row in rows] == [1, 2] and {row["ready_at"] for row in rows} == {first.ready_at}
+    assert CarbonMetricsHook().spool().pending() == []
