@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
 from airflow_carbon.plugins.links import CarbonDecisionLink
-from airflow_carbon.settings import check_given, resolve
+from airflow_carbon.settings import SETTING_NAMES, check_given, resolve
 
 
 class CarbonAwareMixin:
@@ -57,9 +57,13 @@ class CarbonAwareMixin:
 
 
 def set_carbon_options(task: Any, options: Mapping[str, Any]) -> None:
-    """Check the options now (DAG parse time) and keep them; ``deadline`` stays templated."""
+    """Check the options, and the DAG's ``default_args`` that are carbon settings, now (DAG parse time) and keep
+    them; ``deadline`` stays templated."""
     options = dict(options)
     check_given(task.task_id, options)
+    dag = getattr(task, "dag", None)
+    if dag is not None and dag.default_args:
+        check_given(task.task_id, {name: value for name, value in dag.default_args.items() if name in SETTING_NAMES})
     task.carbon_deadline = options.pop("deadline", None)
     task.carbon_options = options
 

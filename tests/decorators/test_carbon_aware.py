@@ -79,3 +79,20 @@ def test_the_sensor_defers_by_default():
     with DAG("d", schedule=None, start_date=START):
         sensor = CarbonAwareSensor(task_id="wait", max_delay=timedelta(hours=2))
     assert sensor.deferrable and sensor.carbon_options["max_delay"] == timedelta(hours=2)
+
+
+def test_bad_carbon_settings_in_default_args_fail_when_the_dag_is_parsed():
+    with DAG("d", schedule=None, start_date=START, default_args={"max_delay": "-2h", "retries": 1}):
+        with pytest.raises(CarbonSettingsError, match="task 'translate': carbon setting max_delay='-2h'"):
+            carbon_aware(BashOperator(task_id="translate", bash_command="true"))
+        with pytest.raises(CarbonSettingsError, match="task 'summarize': carbon setting max_delay='-2h'"):
+            @carbon_aware
+            @task
+            def summarize() -> None: ...
+
+            summarize()
+        with pytest.raises(CarbonSettingsError, match="task 'tag': carbon setting max_delay='-2h'"):
+            @task.carbon_aware
+            def tag() -> None: ...
+
+            tag()

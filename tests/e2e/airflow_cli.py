@@ -19,8 +19,13 @@ def migrated_home(home: Path, **extra_env: str) -> dict[str, str]:
     return env
 
 
+def run_airflow(env: dict[str, str], *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``airflow ARGS``, whatever its exit status (some commands exit 1 to report what they found)."""
+    return subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
 def airflow(env: dict[str, str], *args: str, timeout_s: float = 300) -> str:
     """Run ``airflow ARGS``; its output, or an assertion with the end of its log."""
-    result = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout_s)
+    result = run_airflow(env, *args, timeout_s=timeout_s)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result.stdout + result.stderr
