@@ -22,12 +22,14 @@ $(BROWSER):
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
 	mkdir -p $(VENV) && touch $(BROWSER)
 
-# The distributed test runs Debian's PostgreSQL and Redis as its own processes (initdb/pg_ctl, redis-server on free
-# ports of 127.0.0.1), so only the packages are needed; no Docker, no system service is used.
+# The distributed and fault tests run Debian's PostgreSQL and Redis as their own processes (initdb/pg_ctl,
+# redis-server on free ports of 127.0.0.1), so only the packages are needed; no Docker, no system service is used.
+# The fault tests move a triggerer's clock with Debian's libfaketime (package faketime).
 $(SERVICES):
-	(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null) || \
+	(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null && \
+		command -v faketime >/dev/null) || \
 		($(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server)
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server faketime)
 	mkdir -p $(VENV) && touch $(SERVICES)
 
 demo: $(STAMP)

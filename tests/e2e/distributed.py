@@ -75,6 +75,7 @@ class PostgresServer:
         self.password = secrets.token_urlsafe(16)
         self._as_root = os.geteuid() == 0
         self._pids: dict[int, psutil.Process] = {}
+        self._options = ""
         self.started = False
         self._stopped = False
 
@@ -103,16 +104,26 @@ class PostgresServer:
                   "-E", "UTF8", "--locale=C", "--no-sync")
         pwfile.unlink()
         self.port = free_port()
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
-                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+                         " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         self.started = True
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "-t", "60", "start")
-        self.remember_pids()
+        self.resume()
         import psycopg
 
         with psycopg.connect(self.url("postgres", driver=""), autocommit=True) as conn:
             for name in self.databases:
                 conn.execute(f'CREATE DATABASE "{name}"')
+
+    def pause(self) -> None:
+        """Shut the server down (``pg_ctl stop -m fast``), keeping its data, until ``resume``."""
+        self.remember_pids()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", timeout=40)
+
+    def resume(self) -> None:
+        """Start (or start again) the server on its port."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", self._options, "-w", "-t", "60",
+                  "start")
+        self.remember_pids()
 
     def url(self, database: str, driver: str = "+psycopg") -> str:
         return f"postgresql{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"

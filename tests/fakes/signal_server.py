@@ -14,8 +14,9 @@ data endpoints want ``Authorization: Bearer``; Electricity Maps wants the ``auth
 
 Every request is recorded in ``server.requests``. Faults: ``fail`` (any status/body/headers/delay for
 the next ``times`` requests whose path starts with a prefix; ``times=None`` = until ``clear_faults``),
-``slow``, ``malformed``, ``truncate`` (a forecast that ends early, or is empty), ``expire_tokens``,
-``watttime_units``, ``watttime_regions`` (the account's scope), ``em_forecast_access``.
+``flap`` (down, up, down...), ``slow``, ``malformed``, ``truncate`` (a forecast that ends early, or is empty),
+``expire_tokens``, ``watttime_units``, ``watttime_regions`` (the account's scope), ``em_forecast_access``.
+``green_window`` makes WattTime's curve a step (dirty, then clean at a given instant) in points seconds apart.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     content_type: str | None = None
+    flap_s: float = 0.0  # > 0: applies only in the first half of every 2 * flap_s seconds (down, then up)
 
 
 class _BadRequest(Exception):
@@ -118,6 +120,7 @@ class FakeSignalServer:
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._truncate: dict[str, int] = {}
+        self._green: tuple[float, int, float, float, int] | None = None
         self._tokens: dict[str, float] = {}
         self.tokens_issued = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -185,6 +188,21 @@ class FakeSignalServer:
         with self._lock:
             self._faults.append(Fault(path_prefix, status, times, body, dict(headers or {}), delay_s, content_type))
 
+    def flap(self, path_prefix: str, status: int = 503, *, flap_s: float = 8.0) -> None:
+        """Down for ``flap_s`` seconds, up for as long, and so on (by the wall clock), until cleared."""
+        with self._lock:
+            self._faults.append(Fault(path_prefix, status, None, flap_s=flap_s))
+
+    def green_window(self, green_at_s: float | None, *, period_s: int = 5, dirty: float = 900.0,
+                     clean: float = 300.0, horizon_s: int = 3 * 3600) -> None:
+        """WattTime forecasts and history as ``dirty`` lbs/MWh until ``green_at_s`` (epoch), ``clean`` after.
+
+        Points are ``period_s`` apart (stated in ``meta.data_point_period_seconds``), so a test can wait
+        seconds, not the real service's 5 minutes, for a window. None goes back to the example curve.
+        """
+        with self._lock:
+            self._green = None if green_at_s is None else (float(green_at_s), period_s, dirty, clean, horizon_s)
+
     def slow(self, path_prefix: str, delay_s: float, *, times: int | None = 1) -> None:
         """Answer normally, but only after ``delay_s`` (longer than the client's timeout: a timeout)."""
         self.fail(path_prefix, None, times=times, delay_s=delay_s)
@@ -215,6 +233,8 @@ class FakeSignalServer:
         with self._lock:
             for fault in self._faults:
                 if path.startswith(fault.path_prefix) and (fault.times is None or fault.times > 0):
+                    if fault.flap_s and int(self.now() / fault.flap_s) % 2:
+                        continue
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
@@ -290,6 +310,8 @@ class FakeSignalServer:
         if path == "/v3/forecast":
             if not 0 <= horizon <= 72:
                 raise _BadRequest(400, {"error": "horizon_hours must be in 0..72"})
+            if self._green is not None:
+                return 200, self._green_body(path, self.now(), None, forecast=True), {}
             start = _floor(self.now(), 300)
             return 200, self._wt_body(path, start, max(1, horizon * 12), anchored=False), {}
         if path == "/v3/signal-index":
@@ -301,6 +323,8 @@ class FakeSignalServer:
         if path == "/v3/historical":
             if end - start > 30 * 86400:
                 raise _BadRequest(400, {"error": "Invalid query parameters", "message": "at most 30 days a request"})
+            if self._green is not None:
+                return 200, self._green_body(path, start, end, forecast=False), {}
             first = _ceil(start, 300)
             return 200, self._wt_body(path, first, (end - first) // 300 + 1, anchored=True, forecast=False), {}
         if path == "/v3/forecast/historical":
@@ -324,6 +348,19 @@ class FakeSignalServer:
         meta = {**template["meta"], "units": self.watttime_units}
         if forecast:
             meta["generated_at"] = wt_time(start)
+        return {"data": self._cut(path, data), "meta": meta}
+
+    def _green_body(self, path: str, start: float, end: float | None, *, forecast: bool) -> dict[str, Any]:
+        """The ``green_window`` curve: a forecast from the current period, or history over [start, end]."""
+        green_at_s, period_s, dirty, clean, horizon_s = self._green
+        first = _floor(start, period_s) if forecast else _ceil(start, period_s)
+        last = first + horizon_s if end is None else end
+        data = [{"point_time": wt_time(t), "value": clean if t >= green_at_s else dirty}
+                for t in range(first, int(last) + 1, period_s)]
+        template = self.t["watttime/forecast_200.json" if forecast else "watttime/historical_200.json"]
+        meta = {**template["meta"], "units": self.watttime_units, "data_point_period_seconds": period_s}
+        if forecast:
+            meta["generated_at"] = wt_time(first)
         return {"data": self._cut(path, data), "meta": meta}
 
     def _region_from_loc(self, query: dict[str, str]) -> Response:
