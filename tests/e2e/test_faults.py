@@ -225,6 +225,8 @@ def night(airflow_cluster: FaultCluster, rig: Rig) -> Night:
 
     night.taken_over = wait_until(taken_over, 60, "taken over by the new triggerer", cluster)
     night.figures["takeover s"] = round(time.monotonic() - killed, 1)
+    night.figures["waiting when the triggerer was killed"] = night.waiting_when_killed
+    night.figures["taken over"] = night.taken_over
 
     def store_down_done() -> bool:
         return cluster.task_instance("carbon_faults", night.run_id, "store_down")["state"] in ("success", "failed")
