@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 from airflow_carbon.hooks.base import SignalSourceHook
-from airflow_carbon.signals.series import Series
+from airflow_carbon.signals.series import Series, SignalDataError
 from airflow_carbon.signals.source import SignalSpec
 
 
@@ -29,7 +29,7 @@ class CarbonCsvHook(SignalSourceHook):
         connection = await self.aget_connection(self.conn_id)
         extra = await connection.aextra_dejson()
         if not extra.get("path"):
-            raise ValueError(f"connection {self.conn_id!r} has no 'path' in its extra")
+            raise SignalDataError(f"connection {self.conn_id!r} has no 'path' in its extra")
         replay = extra.get("replay")
         if isinstance(replay, str):
             replay = replay.strip().lower() in ("1", "true", "yes")

@@ -129,7 +129,8 @@ class CarbonTaskRun:
 
     def _refuse_bad_file(self, spec: SignalSpec, error: Exception) -> None:
         """A missing or malformed source file is configuration, not an outage: waiting on it would hide it."""
-        if isinstance(error, SignalDataError | FileNotFoundError):
+        if isinstance(error, SignalDataError | FileNotFoundError | IsADirectoryError | NotADirectoryError |
+                      PermissionError):
             source = f"connection {spec.conn_id!r}" if spec.kind == "connection" else f"file {spec.path!r}"
             raise CarbonSettingsError(f"task {self.task_id!r}: signal source {source} cannot be read: "
                                       f"{error}") from None

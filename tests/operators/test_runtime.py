@@ -171,6 +171,15 @@ def test_a_missing_csv_file_fails_the_start_even_when_a_fallback_answers(env, mo
         start(FakeTaskInstance(), source="moved_csv", fallback="signal").decide_now()
 
 
+def test_a_csv_connection_without_a_path_or_with_a_directory_fails_the_start(env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_NO_PATH", json.dumps({"conn_type": "carbon_csv", "extra": {"region": "TEST"}}))
+    with pytest.raises(CarbonSettingsError, match=r"connection 'no_path' cannot be read: .*has no 'path'"):
+        start(FakeTaskInstance(), source="no_path").decide_now()
+    csv_connection(monkeypatch, "a_directory", env)
+    with pytest.raises(CarbonSettingsError, match=r"connection 'a_directory' cannot be read: .*Is a directory"):
+        start(FakeTaskInstance(), source="a_directory").decide_now()
+
+
 def test_a_csv_spec_with_a_malformed_file_fails_the_start_naming_its_path(env):
     path = str(CORPUS / "negative_value.csv")
     run = replace(start(FakeTaskInstance()), specs=[SignalSpec("csv", "US-TX", path=path)])
