@@ -81,10 +81,24 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         page.wait_for_timeout(1500)  # let the charts draw before the picture
         page.screenshot(path=str(SCREENSHOTS / "carbon_view.png"), full_page=True)
 
+        background = "getComputedStyle(document.body).backgroundColor"
+        chart_line = "import('./static/js/common.js').then((m) => m.themeColor('--chart-line'))"
+        assert page.evaluate(background) == "rgb(255, 255, 255)"
+        assert page.evaluate(chart_line) == "rgb(60, 91, 137)"
+
         page.goto(f"{cluster.base_url}/carbon/?theme=dark")
         expect(page.locator("#deferred-body")).to_contain_text(TASK_ID, timeout=30_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(SCREENSHOTS / "carbon_view_dark.png"), full_page=True)
+        assert page.evaluate(background) == "rgb(17, 17, 17)"
+        assert page.evaluate(chart_line) == "rgb(133, 162, 201)"  # the charts get the dark palette's colours
+
+        page.emulate_media(color_scheme="dark")  # the OS in dark mode: followed unless ?theme pins light
+        page.goto(f"{cluster.base_url}/carbon/")
+        assert page.evaluate(background) == "rgb(17, 17, 17)"
+        page.goto(f"{cluster.base_url}/carbon/?theme=light")
+        assert page.evaluate(background) == "rgb(255, 255, 255)"
+        page.emulate_media(color_scheme="light")
 
         page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{run_id}/{TASK_ID}?map_index=-1")
         expect(page.locator("main")).to_contain_text("waiting", timeout=30_000)

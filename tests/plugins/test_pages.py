@@ -438,8 +438,9 @@ def test_scripts_insert_text_never_html():
 
 def test_dark_mode_follows_the_os_and_the_theme_parameter(client):
     css = client.get("/static/carbon.css").text
-    assert "@media (prefers-color-scheme: dark)" in css
-    assert ':root[data-theme="dark"]' in css and ':root:not([data-theme="light"])' in css
+    assert "color-scheme: light dark;" in css and "--bg: light-dark(#ffffff, #111111);" in css  # with the OS
+    assert ':root[data-theme="dark"] { color-scheme: dark; }' in css
+    assert ':root[data-theme="light"] { color-scheme: light; }' in css
     assert parse(client.get("/", params={"theme": "dark"}).text).html_attrs["data-theme"] == "dark"
     assert parse(client.get("/simulate", params={"theme": "light"}).text).html_attrs["data-theme"] == "light"
     assert "data-theme" not in parse(client.get("/", params={"theme": "<x>"}).text).html_attrs

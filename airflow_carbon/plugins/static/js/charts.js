@@ -1,7 +1,7 @@
 // The Carbon charts, drawn with the vendored uPlot (static/vendor/uPlot.iife.min.js, global `uPlot`).
 // Each chart follows its container's width and is redrawn when the OS switches light/dark.
 
-import { clear, cssVar, duration, el, empty, onThemeChange, parseTime, time } from "./common.js";
+import { clear, cssVar, duration, el, empty, onThemeChange, parseTime, themeColor, time } from "./common.js";
 
 const DAY_S = 86400;
 const charts = new Set();
@@ -11,9 +11,9 @@ function font() {
 }
 
 function axis(extra) {
-  const grid = cssVar("--chart-grid");
+  const grid = themeColor("--chart-grid");
   return {
-    stroke: cssVar("--chart-axis"),
+    stroke: themeColor("--chart-axis"),
     grid: { stroke: grid, width: 1 },
     ticks: { stroke: grid, width: 1, size: 4 },
     font: font(),
@@ -140,13 +140,13 @@ export function intensityChart(container, { points, periodS, markers = [], deadl
 
   let tip = null;
   const build = () => {
-    const line = cssVar("--chart-line");
+    const line = themeColor("--chart-line");
     const colors = {
-      ready: cssVar("--chart-ready"),
-      start: cssVar("--chart-start"),
-      planned: cssVar("--chart-planned"),
-      axis: cssVar("--chart-axis"),
-      bg: cssVar("--bg"),
+      ready: themeColor("--chart-ready"),
+      start: themeColor("--chart-start"),
+      planned: themeColor("--chart-planned"),
+      axis: themeColor("--chart-axis"),
+      bg: themeColor("--bg"),
     };
     const options = {
       tzDate: utc,
@@ -160,7 +160,7 @@ export function intensityChart(container, { points, periodS, markers = [], deadl
           label: "grid intensity",
           stroke: line,
           width: 1.5,
-          fill: cssVar("--chart-fill"),
+          fill: themeColor("--chart-fill"),
           paths: uPlot.paths.stepped({ align: 1 }),
           points: { show: false },
         },
@@ -322,8 +322,8 @@ export function dailyBars(container, { days, series, format, unitLabel, height =
         {},
         ...series.map((s, i) => ({
           label: s.label,
-          fill: cssVar(s.colorVar),
-          stroke: cssVar(s.colorVar),
+          fill: themeColor(s.colorVar),
+          stroke: themeColor(s.colorVar),
           width: 0,
           paths: uPlot.paths.bars({ size: [n === 1 ? 0.6 : 0.38, n === 1 ? 48 : 28], align: alignFor(i) }),
           points: { show: false },
@@ -411,8 +411,8 @@ export function delayHistogram(container, delaysS, { height = 240 } = {}) {
         {},
         {
           label: "task runs",
-          fill: cssVar("--chart-line"),
-          stroke: cssVar("--chart-line"),
+          fill: themeColor("--chart-line"),
+          stroke: themeColor("--chart-line"),
           width: 0,
           paths: uPlot.paths.bars({ size: [0.92, 200], align: 0 }),
           points: { show: false },

@@ -258,9 +258,20 @@ export function signalCaveats(series) {
 
 // ---- theme ----
 
-/** A CSS custom property of the current theme, for the charts. */
+/** A CSS custom property as written, for the charts' font. */
 export function cssVar(name) {
   return getComputedStyle(html).getPropertyValue(name).trim();
+}
+
+/** A colour of the palette as the theme in force resolves it: the palette is written light-dark(light, dark). */
+export function themeColor(name) {
+  const probe = document.createElement("span");
+  probe.hidden = true;
+  probe.style.color = `var(${name})`;
+  document.body.append(probe);
+  const color = getComputedStyle(probe).color;
+  probe.remove();
+  return color;
 }
 
 /** Calls back when the OS switches between light and dark (unless ?theme pins one). */
