@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import BaseHook
 
@@ -22,6 +23,11 @@ class SignalSourceHook(BaseHook):
         super().__init__()
         self.conn_id = conn_id or self.default_conn_name
         setattr(self, self.conn_name_attr, self.conn_id)
+
+    async def _read_connection(self, default_url: str) -> tuple[Any, dict[str, Any], str]:
+        """The connection, its extra, and the base URL: its host field, else the service's own."""
+        connection = await self.aget_connection(self.conn_id)
+        return connection, await connection.aextra_dejson(), base_url(connection.host, default_url)
 
     async def aseries(self, now: datetime, region: str, history: timedelta = timedelta(0)) -> Series:
         """What is known from ``now`` on (and ``history`` before it, when asked) for ``region``."""

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon.hooks.base import SignalSourceHook, base_url
+from airflow_carbon.hooks.base import SignalSourceHook
 from airflow_carbon.hooks.sources import client_for
 from airflow_carbon.signals.series import Series, combine
 from airflow_carbon.signals.services.electricitymaps import ElectricityMapsClient
@@ -30,9 +30,7 @@ class ElectricityMapsHook(SignalSourceHook):
     hook_name = "Electricity Maps"
 
     async def _client(self) -> tuple[ElectricityMapsClient, dict[str, Any]]:
-        connection = await self.aget_connection(self.conn_id)
-        extra = await connection.aextra_dejson()
-        url = base_url(connection.host, DEFAULT_BASE_URL)
+        connection, extra, url = await self._read_connection(DEFAULT_BASE_URL)
         settings = (extra.get("api_version", "v3"), extra.get("emission_factor", "lifecycle"))
         fingerprint = hashlib.sha256(f"{connection.password}\0{url}\0{settings}".encode()).hexdigest()
         client = client_for(("electricitymaps", self.conn_id, fingerprint),

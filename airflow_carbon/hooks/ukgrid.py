@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon.hooks.base import SignalSourceHook, base_url
+from airflow_carbon.hooks.base import SignalSourceHook
 from airflow_carbon.hooks.sources import client_for
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.services.ukgrid import UKCarbonIntensityClient
@@ -28,9 +28,7 @@ class UKCarbonIntensityHook(SignalSourceHook):
     hook_name = "UK Carbon Intensity"
 
     async def _client(self) -> tuple[UKCarbonIntensityClient, dict[str, Any]]:
-        connection = await self.aget_connection(self.conn_id)
-        extra = await connection.aextra_dejson()
-        url = base_url(connection.host, DEFAULT_BASE_URL)
+        _, extra, url = await self._read_connection(DEFAULT_BASE_URL)
         client = client_for(("ukgrid", self.conn_id, url), lambda: UKCarbonIntensityClient(base_url=url))
         return client, extra
 

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon.hooks.base import SignalSourceHook, base_url
+from airflow_carbon.hooks.base import SignalSourceHook
 from airflow_carbon.hooks.sources import client_for
 from airflow_carbon.signals.series import Series, combine
 from airflow_carbon.signals.services.watttime import WattTimeClient
@@ -29,9 +29,7 @@ class WattTimeHook(SignalSourceHook):
     hook_name = "WattTime"
 
     async def _client(self) -> tuple[WattTimeClient, dict[str, Any]]:
-        connection = await self.aget_connection(self.conn_id)
-        extra = await connection.aextra_dejson()
-        url = base_url(connection.host, DEFAULT_BASE_URL)
+        connection, extra, url = await self._read_connection(DEFAULT_BASE_URL)
         fingerprint = hashlib.sha256(f"{connection.login}\0{connection.password}\0{url}".encode()).hexdigest()
         client = client_for(("watttime", self.conn_id, fingerprint),
                             lambda: WattTimeClient(connection.login, connection.password, base_url=url))
