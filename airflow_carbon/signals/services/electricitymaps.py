@@ -1,6 +1,6 @@
 """Electricity Maps: average carbon intensity (lifecycle or direct), hourly, zones worldwide.
 
-Shapes: ``/work/shared/api/README.md`` (``tests/fakes/api/electricitymaps``). The token goes in the
+Shapes: the example answers in ``tests/fakes/api/electricitymaps``. The token goes in the
 ``auth-token`` header. Every request passes ``disableCallerLookup=true`` so the service never falls
 back to the caller's IP. The free tier reads ``latest`` and ``history`` but not ``forecast``:
 ``forecast_or_persistence`` then plans on the same hour of the previous day, marked estimated.
@@ -16,23 +16,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from airflow_carbon.clock import utcnow
 from airflow_carbon.signals.series import Series, to_epoch_s
-from airflow_carbon.signals.services.base import (
-    DEFAULT_POLICY,
-    AuthError,
-    BadResponse,
-    Clock,
-    ForecastNotAvailable,
-    HttpPolicy,
-    Points,
-    ServiceApi,
-    ServiceClient,
-    Shape,
-    Sleep,
-    build_series,
-    chunks,
-    floor_epoch,
-)
+from airflow_carbon.signals.services.errors import AuthError, BadResponse, ForecastNotAvailable
+from airflow_carbon.signals.services.http import DEFAULT_POLICY, Clock, HttpPolicy, ServiceApi, ServiceClient, Sleep
+from airflow_carbon.signals.services.shapes import Points, Shape, build_series, chunks
 
 DEFAULT_BASE_URL = "https://api.electricitymaps.com"
 HOUR_S = 3600
@@ -52,7 +40,7 @@ def persistence_forecast(history: Series, now: datetime, hours: int = 24) -> Ser
 
     Stops at the first hour whose previous day ``history`` does not know; ``estimated=True``.
     """
-    start = floor_epoch(to_epoch_s(now), HOUR_S)
+    start = to_epoch_s(now) // HOUR_S * HOUR_S
     values: list[float] = []
     for k in range(hours):
         value = history.at(datetime.fromtimestamp(start + k * HOUR_S - 24 * HOUR_S, UTC))
@@ -196,7 +184,7 @@ class ElectricityMapsClient(ServiceApi):
             return await self.forecast(zone, lat=lat, lon=lon, horizon_hours=horizon_hours)
         except ForecastNotAvailable:
             history = await self.history(zone, lat=lat, lon=lon)
-            return persistence_forecast(history, now or datetime.now(UTC))
+            return persistence_forecast(history, now or utcnow())
 
     async def past_range(self, start: datetime, end: datetime, zone: str | None = None, *, lat: float | None = None,
                          lon: float | None = None) -> Series:

@@ -1,6 +1,6 @@
 """The UK Carbon Intensity API (National Energy System Operator, CC BY 4.0, no auth): 48 h forecasts, 30-minute periods.
 
-Shapes: ``/work/shared/api/README.md`` (``tests/fakes/api/ukgrid``). National: ``/intensity/{from}/fw48h``;
+Shapes: the example answers in ``tests/fakes/api/ukgrid``. National: ``/intensity/{from}/fw48h``;
 regional: ``/regional/intensity/{from}/fw48h/postcode/{outward code}`` or ``.../regionid/{id}``, whose
 periods sit one level deeper, inside the region (``data[0].data`` - or ``data.data`` if the region
 comes as an object rather than a one-item list: both are accepted).
@@ -15,18 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_carbon.signals.series import Series, to_epoch_s
-from airflow_carbon.signals.services.base import (
-    DEFAULT_POLICY,
-    Clock,
-    HttpPolicy,
-    Points,
-    ServiceApi,
-    ServiceClient,
-    Shape,
-    Sleep,
-    build_series,
-    floor_epoch,
-)
+from airflow_carbon.signals.services.http import DEFAULT_POLICY, Clock, HttpPolicy, ServiceApi, ServiceClient, Sleep
+from airflow_carbon.signals.services.shapes import Points, Shape, build_series
 
 DEFAULT_BASE_URL = "https://api.carbonintensity.org.uk"
 PERIOD_S = 30 * 60
@@ -49,7 +39,7 @@ def outward_code(postcode: str) -> str:
 
 def format_from(now: datetime) -> str:
     """The half hour holding ``now``, as the API wants it: ``YYYY-MM-DDThh:mmZ``."""
-    start = floor_epoch(to_epoch_s(now), PERIOD_S)
+    start = to_epoch_s(now) // PERIOD_S * PERIOD_S
     return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 

@@ -1,6 +1,6 @@
 """WattTime v3: marginal (``co2_moer``) or average (``co2_aoer``) emissions, forecasts up to 72 h, 5-minute points.
 
-Shapes: ``/work/shared/api/README.md`` (``tests/fakes/api/watttime``). Values arrive in lbs CO2 per MWh
+Shapes: the example answers in ``tests/fakes/api/watttime``. Values arrive in lbs CO2 per MWh
 and leave as gCO2/kWh (x 0.453592). The login token lives 30 minutes; it is reused until shortly
 before then, and renewed once if a data endpoint refuses it.
 """
@@ -15,21 +15,10 @@ from typing import Any
 
 import httpx
 
-from airflow_carbon.signals.series import Series, from_epoch_s
-from airflow_carbon.signals.services.base import (
-    DEFAULT_POLICY,
-    AuthError,
-    Clock,
-    HttpPolicy,
-    Points,
-    ScopeError,
-    ServiceApi,
-    ServiceClient,
-    Shape,
-    Sleep,
-    build_series,
-    chunks,
-)
+from airflow_carbon.signals.series import Series
+from airflow_carbon.signals.services.errors import AuthError, ScopeError
+from airflow_carbon.signals.services.http import DEFAULT_POLICY, Clock, HttpPolicy, ServiceApi, ServiceClient, Sleep
+from airflow_carbon.signals.services.shapes import Points, Shape, build_series, chunks
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +31,6 @@ SIGNAL_DESCRIPTIONS = {"co2_moer": "marginal", "co2_aoer": "average"}
 TOKEN_LIFETIME_S = 30 * 60
 TOKEN_MARGIN_S = 120
 HISTORICAL_CHUNK = timedelta(days=30)
-FORECAST_HISTORICAL_CHUNK = timedelta(days=1)
 DEFAULT_PERIOD_S = 300
 
 
@@ -188,31 +176,6 @@ class WattTimeClient(ServiceApi):
             points.extend_unique(self._points(shape, shape.key(body, "data", ""), "data", LBS_PER_MWH_TO_G_PER_KWH))
         return build_series(points, shape, period_s=period or DEFAULT_PERIOD_S, region=region, kind="measured",
                             source=f"watttime:{signal_type}")
-
-    async def forecast_historical(self, region: str, start: datetime, end: datetime, *,
-                                  signal_type: str = "co2_moer", horizon_hours: int = 24
-                                  ) -> list[tuple[datetime, Series]]:
-        """Past forecasts as they were issued in ``[start, end]``: ``(generated_at, forecast)``, oldest first.
-
-        Fetched a day at a time (the service's limit for this endpoint).
-        """
-        _check_signal(signal_type)
-        path = "/v3/forecast/historical"
-        shape = Shape(self.service, path)
-        issued: dict[int, Series] = {}
-        for piece_start, piece_end in chunks(start, end, FORECAST_HISTORICAL_CHUNK):
-            body = await self._get(path, {"region": region, "signal_type": signal_type, "start": _iso(piece_start),
-                                          "end": _iso(piece_end), "horizon_hours": horizon_hours})
-            _, period = self._meta(shape, body)
-            for i, item in enumerate(shape.items(shape.key(body, "data", ""), "data")):
-                item = shape.obj(item, f"data[{i}]")
-                generated = shape.instant(shape.key(item, "generated_at", f"data[{i}]"), f"data[{i}].generated_at")
-                points = self._points(shape, shape.key(item, "forecast", f"data[{i}]"), f"data[{i}].forecast",
-                                      LBS_PER_MWH_TO_G_PER_KWH)
-                if generated not in issued:
-                    issued[generated] = build_series(points, shape, period_s=period or DEFAULT_PERIOD_S,
-                                                     region=region, kind="forecast", source=f"watttime:{signal_type}")
-        return [(from_epoch_s(generated), issued[generated]) for generated in sorted(issued)]
 
     async def region_from_loc(self, latitude: float, longitude: float, *, signal_type: str = "co2_moer") -> str:
         """The region abbreviation (e.g. ``CAISO_NORTH``) covering a point; ``ScopeError`` where none does."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_carbon.signals.services.base import reset_breakers
+from airflow_carbon.signals.services.http import reset_breakers
 from tests.fakes import MADE
 
 

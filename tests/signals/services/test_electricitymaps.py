@@ -8,13 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_carbon.signals.services.base import (
-    AuthError,
-    BadResponse,
-    ForecastNotAvailable,
-    HttpPolicy,
-)
 from airflow_carbon.signals.services.electricitymaps import ElectricityMapsClient
+from airflow_carbon.signals.services.errors import AuthError, BadResponse, ForecastNotAvailable
+from airflow_carbon.signals.services.http import HttpPolicy
 from tests.fakes import MADE, FakeClock, RecordingSleep, run
 from tests.fakes.signal_server import API_DIR, FakeSignalServer
 

@@ -8,11 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from airflow_carbon.signals.services.base import (
-    BadResponse,
-    HttpPolicy,
-    SignalServiceError,
-)
+from airflow_carbon.signals.services.errors import BadResponse, SignalServiceError
+from airflow_carbon.signals.services.http import HttpPolicy
 from airflow_carbon.signals.services.ukgrid import UKCarbonIntensityClient, format_from, outward_code
 from tests.fakes import MADE, RecordingSleep, run
 from tests.fakes.signal_server import API_DIR, FakeSignalServer

@@ -9,13 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_carbon.signals.services.base import (
-    AuthError,
-    BadResponse,
-    HttpPolicy,
-    ScopeError,
-    SignalServiceError,
-)
+from airflow_carbon.signals.services.errors import AuthError, BadResponse, ScopeError, SignalServiceError
+from airflow_carbon.signals.services.http import HttpPolicy
 from airflow_carbon.signals.services.watttime import SIGNAL_DESCRIPTIONS, WattTimeClient
 from tests.fakes import MADE, FakeClock, RecordingSleep, run
 from tests.fakes.signal_server import API_DIR, FakeSignalServer
@@ -227,17 +222,6 @@ def test_historical_in_chunks_of_at_most_30_days(server):
     assert series.first_epoch_s == int(start.timestamp()) and len(series) == 61 * 288 + 1  # the range is inclusive
     with pytest.raises(ValueError, match="no timezone"):
         run(client_for(server).historical("CAISO_NORTH", datetime(2026, 3, 1), end))
-
-
-def test_forecast_historical_as_issued(server):
-    start = datetime(2026, 5, 1, tzinfo=UTC)
-    issued = run(client_for(server).forecast_historical("CAISO_NORTH", start, start + timedelta(days=2),
-                                                             signal_type="co2_moer"))
-    assert server.count("/v3/forecast/historical") == 2
-    generated = [when for when, _ in issued]
-    assert generated == sorted(set(generated)) and generated[0] == start and len(generated) == 49
-    when, forecast = issued[1]
-    assert forecast.kind == "forecast" and len(forecast) == 288 and forecast.times[0] == when
 
 
 def test_region_from_location(server):

@@ -1,10 +1,9 @@
-"""The shared HTTP machinery: retries, Retry-After, timeouts, errors, the circuit breaker, run_sync."""
+"""The shared HTTP client: retries, Retry-After, timeouts, errors, the circuit breaker, run_sync."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import pickle
 import socket
 import threading
 import time
@@ -12,18 +11,12 @@ from email.utils import formatdate
 
 import pytest
 
-from airflow_carbon.signals.services.base import (
-    AuthError,
-    BadResponse,
+from airflow_carbon.signals.services.errors import AuthError, BadResponse, CircuitOpenError, SignalServiceError
+from airflow_carbon.signals.services.http import (
     CircuitBreaker,
-    CircuitOpenError,
     HttpPolicy,
-    Points,
     ServiceClient,
-    Shape,
-    SignalServiceError,
     breaker_for,
-    build_series,
     retry_after_s,
     run_sync,
 )
@@ -289,31 +282,3 @@ def test_run_sync_refuses_inside_a_running_loop():
         return inspect.getcoroutinestate(coro)
 
     assert asyncio.run(outer()) == inspect.CORO_CLOSED
-
-
-def test_build_series_names_the_point_out_of_step():
-    shape = Shape("svc", "/x")
-    points = Points.empty()
-    for i, start in enumerate((0, 300, 600, 1200)):
-        points.add(start, 1.0, f"data[{i}].point_time")
-    with pytest.raises(BadResponse) as caught:
-        build_series(points, shape, period_s=300, region="R", kind="forecast", source="svc")
-    assert caught.value.field == "data[3].point_time" and "gap" in str(caught.value)
-    with pytest.raises(BadResponse, match="data is empty"):
-        build_series(Points.empty(), shape, period_s=300, region="R", kind="forecast", source="svc")
-    with pytest.raises(BadResponse) as negative:
-        shape.number(-1, "data[0].value")
-    assert negative.value.field == "data[0].value"
-    with pytest.raises(BadResponse):
-        shape.number(float("nan"), "data[0].value")
-    with pytest.raises(BadResponse, match="no timezone"):
-        shape.instant("2026-06-01T00:00:00", "data[0].point_time")
-
-
-def test_errors_survive_pickling():
-    error = BadResponse("svc: GET /x: meta.units is 'kg'", service="svc", path="/x", field="meta.units")
-    copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is BadResponse and str(copy) == str(error)
-    assert (copy.service, copy.path, copy.field, copy.retryable) == ("svc", "/x", "meta.units", False)
-    auth = pickle.loads(pickle.dumps(AuthError("svc: no", service="svc", status=401)))
-    assert isinstance(auth, SignalServiceError) and auth.status == 401

@@ -1,8 +1,8 @@
-"""What every carbon-signal web service client shares: errors, retries, a circuit breaker, shape checks.
+"""One service's HTTP: timeouts, retries (tenacity) honouring ``Retry-After``, a circuit breaker shared per service.
 
-No Airflow here: httpx, numpy and the standard library only. Secrets are constructor arguments of
-the clients; they are never put in an error message or a log line (``ServiceClient`` scrubs the
-ones it was given from every message it builds, and never quotes a header or an HTML body).
+No Airflow here. Secrets are constructor arguments of the clients; they are never put in an error message or
+a log line (``ServiceClient`` scrubs the ones it was given from every message it builds, and never quotes a
+header or an HTML body).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any, Self, TypeVar
 
 import httpx
-import numpy as np
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from airflow_carbon.signals.series import INTENSITY_UNIT, Kind, Series
+from airflow_carbon.signals.services.errors import AuthError, BadResponse, CircuitOpenError, SignalServiceError
 
 log = logging.getLogger(__name__)
 
@@ -34,61 +34,6 @@ Sleep = Callable[[float], Awaitable[None]]
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-# --------------------------------------------------------------------------------------------- errors
-class SignalServiceError(Exception):
-    """A carbon-signal service did not give a usable answer.
-
-    :param message: says what failed: service, endpoint path, status, a short reason. Never a secret.
-    :param service: ``watttime``, ``electricitymaps``, ``ukgrid``.
-    :param status: the HTTP status, None when there was no answer (timeout, connection refused).
-    :param retryable: trying again later may succeed (timeouts, 429, 5xx, an open circuit).
-    """
-
-    def __init__(self, message: str, *, service: str, status: int | None = None, retryable: bool = False,
-                 path: str | None = None):
-        super().__init__(message)
-        self.message, self.service, self.status, self.retryable, self.path = message, service, status, retryable, path
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only arguments: pickle by state (process pools, logs)
-        return _restore_error, (type(self), self.args, self.__dict__)
-
-
-def _restore_error(cls: type[SignalServiceError], args: tuple[Any, ...], state: dict[str, Any]) -> SignalServiceError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, *args)
-    error.__dict__.update(state)
-    return error
-
-
-class AuthError(SignalServiceError):
-    """Credentials refused (HTTP 401/403)."""
-
-
-class ScopeError(SignalServiceError):
-    """The account may not read this region or signal (WattTime 400 "Invalid scope", no coverage)."""
-
-
-class ForecastNotAvailable(SignalServiceError):
-    """The account's plan has no forecast access (Electricity Maps free tier)."""
-
-
-class CircuitOpenError(SignalServiceError):
-    """The service failed too often lately; no request was sent."""
-
-
-class BadResponse(SignalServiceError):
-    """An answer that is not what the docs say: malformed JSON, a wrong shape, unexpected units.
-
-    :param field: the offending field, e.g. ``meta.units`` or ``data[3].value``.
-    """
-
-    def __init__(self, message: str, *, service: str, path: str | None = None, field: str | None = None,
-                 status: int | None = None):
-        super().__init__(message, service=service, status=status, retryable=False, path=path)
-        self.field = field
-
-
-# --------------------------------------------------------------------------------------------- policy
 @dataclass(frozen=True)
 class HttpPolicy:
     """Timeouts, retries and the circuit breaker of one client.
@@ -118,7 +63,6 @@ class HttpPolicy:
 DEFAULT_POLICY = HttpPolicy()
 
 
-# --------------------------------------------------------------------------------------------- breaker
 class CircuitBreaker:
     """Fails fast after ``failures`` consecutive failed calls, for ``reset_s``; then lets one trial call through.
 
@@ -207,7 +151,6 @@ def reset_breakers() -> None:
         _breakers.clear()
 
 
-# --------------------------------------------------------------------------------------------- client
 def retry_after_s(value: str | None, *, now: Clock = time.time) -> float | None:
     """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
@@ -250,6 +193,14 @@ def _short_reason(response: httpx.Response) -> str:
     return reason[:160] + ("..." if len(reason) > 160 else "")
 
 
+class _TryAgain(Exception):
+    """One try failed in a way another may not: the error to raise once the tries are spent, and the wait asked."""
+
+    def __init__(self, error: SignalServiceError, retry_after: float | None = None):
+        super().__init__(error.message)
+        self.error, self.retry_after = error, retry_after
+
+
 class ServiceClient:
     """One service's HTTP: a single ``httpx.AsyncClient``, timeouts, retries with backoff, a circuit breaker.
 
@@ -268,6 +219,7 @@ class ServiceClient:
         self.service, self.base_url, self.policy, self._sleep = service, base_url.rstrip("/"), policy, sleep
         self.breaker = breaker_for(f"{service} {self.base_url}", policy, clock)
         self._secrets = {secret for secret in secrets if secret}
+        self._backoff = wait_exponential(multiplier=policy.backoff_s, max=policy.max_backoff_s)
         self.requests = 0
         self.delays: list[float] = []
         self._http = self._new_http()
@@ -316,11 +268,12 @@ class ServiceClient:
             return BadResponse(message, service=self.service, path=path, status=status)
         return cls(message, service=self.service, status=status, retryable=retryable, path=path)
 
-    def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
-        policy = self.policy
-        if response is not None and (after := retry_after_s(response.headers.get("retry-after"))) is not None:
-            return min(after, policy.max_backoff_s)
-        return min(policy.max_backoff_s, policy.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
+    def _wait(self, state: RetryCallState) -> float:
+        """The service's ``Retry-After`` (capped), else exponential backoff with jitter."""
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, _TryAgain) and failure.retry_after is not None:
+            return min(failure.retry_after, self.policy.max_backoff_s)
+        return self._backoff(state) * random.uniform(0.5, 1.0)
 
     async def get_json(self, path: str, params: Mapping[str, Any] | None = None,
                        headers: Mapping[str, str] | None = None, *, auth: httpx.Auth | tuple[str, str] | None = None,
@@ -353,195 +306,52 @@ class ServiceClient:
     async def _get_json(self, path: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None,
                         auth: httpx.Auth | tuple[str, str] | None,
                         errors: Mapping[int, type[SignalServiceError]]) -> Any:
-        http = self._http_for_this_loop()
-        last: SignalServiceError | None = None
-        for attempt in range(self.policy.attempts):
-            response: httpx.Response | None = None
-            self.requests += 1
-            try:
-                response = await http.get(path, params=params, headers=headers, auth=auth)
-            except httpx.TimeoutException:
-                last = self._error(SignalServiceError, path, f"timed out after {self.policy.timeout_s:g} s",
-                                   retryable=True)
-            except httpx.TransportError as error:
-                last = self._error(SignalServiceError, path, f"transport error ({type(error).__name__})",
-                                   retryable=True)
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    try:
-                        return json.loads(response.content)
-                    except ValueError:
-                        raise self._error(BadResponse, path, "the body is not valid JSON", status=status) from None
-                reason = _short_reason(response)
-                if status in RETRY_STATUSES:
-                    last = self._error(SignalServiceError, path, reason, status=status, retryable=True)
-                elif status in errors:
-                    raise self._error(errors[status], path, reason, status=status)
-                elif status in (401, 403):
-                    raise self._error(AuthError, path, reason or "credentials refused", status=status)
-                else:
-                    raise self._error(SignalServiceError, path, reason, status=status)
-            if attempt + 1 < self.policy.attempts:
-                delay = self._backoff(attempt, response)
-                self.delays.append(delay)
-                log.info("%s: retrying GET %s in %.2f s (%s)", self.service, path, delay, last)
-                await self._sleep(delay)
-        assert last is not None
+        def note(state: RetryCallState) -> None:
+            delay = state.upcoming_sleep
+            self.delays.append(delay)
+            failure = state.outcome.exception() if state.outcome else None
+            log.info("%s: retrying GET %s in %.2f s (%s)", self.service, path, delay, failure)
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.policy.attempts), wait=self._wait,
+                                 retry=retry_if_exception_type(_TryAgain), sleep=self._sleep, before_sleep=note,
+                                 reraise=True)
+        try:
+            return await retrying(self._try, self._http_for_this_loop(), path, params, headers, auth, errors)
+        except _TryAgain as spent:
+            last = spent.error
         if self.policy.attempts > 1:
             last.message = f"{last.message} (after {self.policy.attempts} attempts)"
             last.args = (last.message,)
         raise last
 
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code (hooks, CLI, a task on a worker).
-
-    :raises RuntimeError: when called from a running event loop, where it would block the loop: await instead.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("run_sync() was called from a running event loop; await the coroutine instead "
-                       "(blocking here would stall every other task on the loop)")
-
-
-# --------------------------------------------------------------------------------------------- shapes
-class Shape:
-    """Checks an answer's shape; every failure is a ``BadResponse`` naming the field."""
-
-    def __init__(self, service: str, path: str):
-        self.service, self.path = service, path
-
-    def fail(self, field: str, reason: str) -> BadResponse:
-        return BadResponse(f"{self.service}: GET {self.path}: {field} {reason}", service=self.service,
-                           path=self.path, field=field)
-
-    def obj(self, value: Any, field: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(field, f"should be an object, got {type(value).__name__}")
-        return value
-
-    def items(self, value: Any, field: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.fail(field, f"should be a list, got {type(value).__name__}")
-        return value
-
-    def key(self, mapping: dict[str, Any], key: str, field: str) -> Any:
-        if key not in mapping:
-            raise self.fail(f"{field}.{key}" if field else key, "is missing")
-        return mapping[key]
-
-    def text(self, value: Any, field: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(field, f"should be a non-empty string, got {value!r:.40}")
-        return value
-
-    def instant(self, value: Any, field: str) -> int:
-        """Epoch seconds of an ISO 8601 time with a timezone (``Z``, ``+00:00``, ``.000Z``)."""
-        if not isinstance(value, str):
-            raise self.fail(field, f"should be an ISO 8601 time, got {value!r:.40}")
+    async def _try(self, http: httpx.AsyncClient, path: str, params: Mapping[str, Any] | None,
+                   headers: Mapping[str, str] | None, auth: httpx.Auth | tuple[str, str] | None,
+                   errors: Mapping[int, type[SignalServiceError]]) -> Any:
+        """One request: its JSON, a ``SignalServiceError`` that ends the call, or ``_TryAgain``."""
+        self.requests += 1
         try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise self.fail(field, f"is not an ISO 8601 time: {value!r:.40}") from None
-        if parsed.tzinfo is None or parsed.utcoffset() is None:
-            raise self.fail(field, f"has no timezone: {value!r:.40}")
-        return int(parsed.timestamp())
-
-    def number(self, value: Any, field: str) -> float:
-        """A finite, non-negative number."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(field, f"should be a number, got {value!r:.40}")
-        if not math.isfinite(value) or value < 0:
-            raise self.fail(field, f"should be finite and not negative, got {value!r}")
-        return float(value)
-
-    def flag(self, value: Any, field: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(field, f"should be true or false, got {value!r:.40}")
-        return value
-
-
-@dataclass
-class Points:
-    """Instants (epoch s) and values read from an answer, with the field name of each instant for errors."""
-
-    starts: list[int]
-    values: list[float]
-    fields: list[str]
-
-    @classmethod
-    def empty(cls) -> Points:
-        return cls([], [], [])
-
-    def add(self, start: int, value: float, field: str) -> None:
-        self.starts.append(start)
-        self.values.append(value)
-        self.fields.append(field)
-
-    def extend_unique(self, other: Points) -> None:
-        """Append ``other``'s points at instants not already held (chunks may share a boundary)."""
-        seen = set(self.starts)
-        for start, value, field in zip(other.starts, other.values, other.fields, strict=True):
-            if start not in seen:
-                seen.add(start)
-                self.add(start, value, field)
-
-
-def build_series(points: Points, shape: Shape, *, period_s: int | None, region: str, kind: Kind, source: str,
-                 estimated: bool = False, allow_empty: bool = False) -> Series:
-    """An evenly spaced series from ``points``, or a ``BadResponse`` naming the first point out of step.
-
-    :param period_s: the period each value holds; None infers it from the first two points.
-    """
-    if not points.starts and not allow_empty:
-        raise shape.fail(points.fields[0] if points.fields else "data", "is empty: no points in the answer")
-    order = sorted(range(len(points.starts)), key=points.starts.__getitem__)
-    starts = [points.starts[i] for i in order]
-    values = [points.values[i] for i in order]
-    fields = [points.fields[i] for i in order]
-    if period_s is None:
-        if len(starts) < 2:
-            raise shape.fail(fields[0] if fields else "data", "is a single point whose period is unknown")
-        period_s = starts[1] - starts[0]
-    if period_s <= 0:
-        raise shape.fail(fields[1] if len(fields) > 1 else "data", "repeats an instant")
-    for i in range(1, len(starts)):
-        step = starts[i] - starts[i - 1]
-        if step != period_s:
-            what = "repeats an instant" if step == 0 else (
-                f"is {step} s after the previous point, expected {period_s} s"
-                + (" (a gap)" if step > period_s else ""))
-            raise shape.fail(fields[i], what)
-    return Series(np.asarray(starts, dtype=np.int64), np.asarray(values, dtype=np.float64), period_s, region,
-                  INTENSITY_UNIT, kind, source, False, estimated)
-
-
-# --------------------------------------------------------------------------------------------- time
-def aware_utc(instant: datetime, name: str) -> datetime:
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"{name} {instant.isoformat()} has no timezone; pass an aware (UTC) datetime")
-    return instant.astimezone(UTC)
-
-
-def chunks(start: datetime, end: datetime, most: timedelta) -> list[tuple[datetime, datetime]]:
-    """``[start, end]`` cut into consecutive pieces of at most ``most`` (each piece's end is the next's start)."""
-    start, end = aware_utc(start, "start"), aware_utc(end, "end")
-    if end <= start:
-        raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
-    pieces = []
-    while start < end:
-        stop = min(start + most, end)
-        pieces.append((start, stop))
-        start = stop
-    return pieces
-
-
-def floor_epoch(epoch_s: float, period_s: int) -> int:
-    return int(epoch_s // period_s * period_s)
+            response = await http.get(path, params=params, headers=headers, auth=auth)
+        except httpx.TimeoutException:
+            raise _TryAgain(self._error(SignalServiceError, path, f"timed out after {self.policy.timeout_s:g} s",
+                                        retryable=True)) from None
+        except httpx.TransportError as error:
+            raise _TryAgain(self._error(SignalServiceError, path, f"transport error ({type(error).__name__})",
+                                        retryable=True)) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return json.loads(response.content)
+            except ValueError:
+                raise self._error(BadResponse, path, "the body is not valid JSON", status=status) from None
+        reason = _short_reason(response)
+        if status in RETRY_STATUSES:
+            raise _TryAgain(self._error(SignalServiceError, path, reason, status=status, retryable=True),
+                            retry_after_s(response.headers.get("retry-after")))
+        if status in errors:
+            raise self._error(errors[status], path, reason, status=status)
+        if status in (401, 403):
+            raise self._error(AuthError, path, reason or "credentials refused", status=status)
+        raise self._error(SignalServiceError, path, reason, status=status)
 
 
 class ServiceApi:
@@ -564,3 +374,17 @@ class ServiceApi:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code (hooks, CLI, a task on a worker).
+
+    :raises RuntimeError: when called from a running event loop, where it would block the loop: await instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError("run_sync() was called from a running event loop; await the coroutine instead "
+                       "(blocking here would stall every other task on the loop)")
