@@ -1,11 +1,13 @@
-"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point."""
+"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
+
+Every Airflow process runs this at provider discovery, so it is a literal and imports nothing, as
+Airflow's own providers' are. ``tests/test_packaging.py`` checks it against the code it describes
+(the ``[carbon]`` options in ``settings.CONFIG_OPTIONS``, the hooks' connection types).
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from airflow_carbon import __version__
-from airflow_carbon.settings import CONFIG_OPTIONS, CONFIG_SECTION
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -13,7 +15,6 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-carbon",
         "name": "Carbon",
         "description": "Carbon-aware scheduling: defer tasks that can wait until the grid is cleaner.",
-        "versions": [__version__],
         "integrations": [{"integration-name": "Carbon", "tags": ["software"]}],
         "sensors": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.sensors.carbon"]}],
         "operators": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.operators.carbon_aware"]}],
@@ -25,7 +26,7 @@ def get_provider_info() -> dict[str, Any]:
         # No "plugins" entry: the plugin loads through the ``airflow.plugins`` entry point in every mode, and
         # with lazy_discover_providers=False Airflow 3.3 would load it twice and report the second as an
         # import error ("Plugin 'carbon' already registered, skipping") in the UI.
-        "extra-links": ["airflow_carbon.plugins.links.CarbonDecisionLink"],
+        "extra-links": ["airflow_carbon.links.CarbonDecisionLink"],
         "task-decorators": [
             {"class-name": "airflow_carbon.decorators.carbon_aware.carbon_aware_task", "name": "carbon_aware"},
         ],
@@ -104,12 +105,60 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "config": {
-            CONFIG_SECTION: {
+            "carbon": {
                 "description": "Defaults for carbon-aware tasks; a task's own arguments and default_args win.",
                 "options": {
-                    name: {"description": description, "version_added": "0.1.0", "type": "string",
-                           "example": None, "default": default}
-                    for name, (default, description) in CONFIG_OPTIONS.items()
+                    "max_delay": {
+                        "description": "How long a task may wait for a cleaner grid after it became ready.",
+                        "default": "4h", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "region": {
+                        "description": "Grid region or zone of the signal (a bundled region: DE, FR, US-TX).",
+                        "default": "DE", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "source": {
+                        "description": ("Connection id of the signal source; empty means the bundled data, replayed "
+                                        "onto today."),
+                        "default": "", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "fallback": {
+                        "description": "Connection ids to try in order when the source fails (comma-separated).",
+                        "default": "", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "policy": {
+                        "description": "immediate, threshold or forecast.",
+                        "default": "forecast", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "power_kw": {
+                        "description": ("Power drawn by a task that declares neither energy_kwh nor power_kw "
+                                        "(estimated)."),
+                        "default": "0.3", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "expected_duration": {
+                        "description": "How long a task is expected to run, for planning its window.",
+                        "default": "30min", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "min_saving_pct": {
+                        "description": "forecast policy: wait only when it saves at least this share of running now.",
+                        "default": "0", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "threshold_g_per_kwh": {
+                        "description": "threshold policy: an intensity at or below this is green.",
+                        "default": "250", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "on_unavailable": {
+                        "description": "With no signal: wait (re-try until the deadline) or run at once.",
+                        "default": "wait", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "refresh_interval": {
+                        "description": "How often a waiting task re-reads the signal and re-plans.",
+                        "default": "5min", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "metrics_conn_id": {
+                        "description": "Connection of the metrics store database.",
+                        "default": "carbon_metrics_default", "type": "string", "example": None,
+                        "version_added": "0.1.0",
+                    },
                 },
             }
         },

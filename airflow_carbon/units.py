@@ -17,11 +17,12 @@ def parse_duration(value: timedelta | str | float | int) -> timedelta:
         result = timedelta(seconds=value)
     elif isinstance(value, str):
         try:
-            result = pd.Timedelta(value.strip()).to_pytimedelta()
+            parsed = pd.Timedelta(value.strip())
         except ValueError:
             raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)") from None
-        if pd.isna(result):
+        if pd.isna(parsed):
             raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)")
+        result = parsed.to_pytimedelta()
     else:
         raise ValueError(f"not a duration: {value!r} (a timedelta, seconds, or text such as 4h)")
     if result < timedelta(0):
@@ -29,8 +30,12 @@ def parse_duration(value: timedelta | str | float | int) -> timedelta:
     return result
 
 
-def parse_instant(value: datetime | str) -> datetime:
-    """An aware UTC datetime from a datetime or ISO 8601 text; naive values are refused, not guessed."""
+def parse_instant(value: datetime | str, *, naive_is_utc: bool = False) -> datetime:
+    """An aware UTC datetime from a datetime or ISO 8601 text (``Z`` included).
+
+    What a person types without a timezone is refused, not guessed; data the package wrote itself, or
+    a file and a database that hold naive UTC by convention, pass ``naive_is_utc=True``.
+    """
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip())
@@ -39,5 +44,7 @@ def parse_instant(value: datetime | str) -> datetime:
     if not isinstance(value, datetime):
         raise ValueError(f"not an instant: {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"instant {value.isoformat()} has no timezone; give one (e.g. +00:00)")
+        if not naive_is_utc:
+            raise ValueError(f"instant {value.isoformat()} has no timezone; give one (e.g. +00:00)")
+        return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

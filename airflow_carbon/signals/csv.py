@@ -8,11 +8,9 @@ would shift them, which none of the supported exports do.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,6 @@ from airflow_carbon.signals.series import (
     Series,
     SignalDataError,
     from_epoch_s,
-    to_epoch_s,
 )
 
 PathLike = str | os.PathLike[str]
@@ -330,54 +327,3 @@ def read_solar_csv(path: PathLike, site: str = "site") -> Series:
         start_epoch_s=epoch_s, values=power_kw, period_s=period_s, region=site, unit=SOLAR_UNIT, source=str(path)
     )
 
-
-def read_solar_profile_csv(path: PathLike, column: str, peak_kw: float, start: datetime) -> Series:
-    """Solar power (kW) of a plant of ``peak_kw`` from a normalised profile (0..1 of peak per city).
-
-    The file's ``time`` is seconds from ``start`` (an aware datetime); ``column`` picks the city, which
-    becomes the series' region.
-    """
-    if not (math.isfinite(peak_kw) and peak_kw > 0):
-        raise ValueError(f"peak_kw must be a positive number of kW, got {peak_kw}")
-    start_epoch_s = to_epoch_s(start)
-    name = str(path)
-    frame, lines = read_csv_table(path, {"time": ("time",)})
-    profiles = [header for header in frame.columns if header != "time"]
-    header = find_column(profiles, (column,))
-    if header is None:
-        raise SignalDataError(
-            f"no profile named {column!r}; the file has {', '.join(profiles)}",
-            path=name,
-            line=HEADER_LINE,
-            column=column,
-        )
-    offsets_s = parse_non_negative_column(frame, "time", lines, path)
-    fractional = offsets_s != np.floor(offsets_s)
-    if fractional.any():
-        row = int(np.argmax(fractional))
-        raise SignalDataError(
-            f"not a whole number of seconds: {frame['time'].iloc[row]!r}",
-            path=name,
-            line=int(lines[row]),
-            column=header_of(frame, "time"),
-        )
-    fraction = parse_non_negative_column(frame, header, lines, path)
-    above = fraction > 1
-    if above.any():
-        row = int(np.argmax(above))
-        raise SignalDataError(
-            f"{frame[header].iloc[row]!r} is above 1, but the profile is a fraction of peak",
-            path=name,
-            line=int(lines[row]),
-            column=header,
-        )
-    epoch_s = start_epoch_s + offsets_s.astype(np.int64)
-    period_s = check_time_axis(epoch_s, lines, path, header_of(frame, "time"))
-    return Series(
-        start_epoch_s=epoch_s,
-        values=fraction * peak_kw,
-        period_s=period_s,
-        region=header,
-        unit=SOLAR_UNIT,
-        source=name,
-    )

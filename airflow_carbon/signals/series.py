@@ -13,13 +13,15 @@ from typing import Literal
 
 import numpy as np
 
+from airflow_carbon.errors import CarbonError
+
 INTENSITY_UNIT = "gCO2eq/kWh"
 SOLAR_UNIT = "kW"
 
 Kind = Literal["forecast", "measured"]
 
 
-class SignalDataError(ValueError):
+class SignalDataError(CarbonError, ValueError):
     """Input that cannot be a series; the message names the file, line and column."""
 
     def __init__(self, message: str, *, path: str = "", line: int | None = None, column: str | None = None):
@@ -114,17 +116,6 @@ class Series:
         first = np.searchsorted(self._bounds[1:], to_epoch_s(start), side="right")
         last = np.searchsorted(self.start_epoch_s, to_epoch_s(end), side="left")
         return replace(self, start_epoch_s=self.start_epoch_s[first:last], values=self.values[first:last])
-
-    def with_values(self, values: np.ndarray, **changes: object) -> Series:
-        return replace(self, values=values, **changes)
-
-    def to_frame(self):  # -> pandas.DataFrame; pandas is imported lazily to keep planning imports light
-        import pandas as pd
-
-        return pd.DataFrame(
-            {"value": self.values},
-            index=pd.to_datetime(self.start_epoch_s, unit="s", utc=True).rename("start"),
-        )
 
 
 def combine(past: Series, ahead: Series) -> Series:

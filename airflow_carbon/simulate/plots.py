@@ -3,7 +3,8 @@
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg canvas: nothing
 goes through pyplot, so no backend is switched, no global figure registry fills up and each
 figure is freed once written. The data behind each figure comes from a small pure function
-that tests can check without looking at images.
+that tests can check without looking at images. matplotlib comes with the ``plots`` extra; without
+it, importing this module raises ``MissingExtraError`` saying how to install it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import matplotlib.dates as mdates
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+from airflow_carbon.errors import MissingExtraError
+
+try:
+    import matplotlib.dates as mdates
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+except ImportError as error:
+    raise MissingExtraError("the figures need matplotlib: pip install 'airflow-carbon[plots]'") from error
 
 from airflow_carbon.accounting import JobRecord
 from airflow_carbon.signals import Series

@@ -1,5 +1,5 @@
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,6 @@ from airflow_carbon.signals.csv import (
     read_csv_table,
     read_intensity_csv,
     read_solar_csv,
-    read_solar_profile_csv,
 )
 from airflow_carbon.signals.series import INTENSITY_UNIT, SOLAR_UNIT, SignalDataError
 
@@ -333,44 +332,3 @@ def test_check_time_axis_returns_the_most_common_step():
     with pytest.raises(SignalDataError, match=r"line 4.*irregular step: 300 s after .* on line 3"):
         check_time_axis(np.array([0, 900, 1200, 2100, 3000]), np.arange(2, 7), "x.csv", "time")
 
-
-# --- solar profiles ---
-
-
-def test_solar_profile_is_scaled_to_peak_and_placed_at_start():
-    start = datetime(2024, 6, 1, 2, tzinfo=timezone(timedelta(hours=2)))
-    series = read_solar_profile_csv(DATA / "solar_5min_normalised.csv", "berlin", peak_kw=10.0, start=start)
-    profile = read_solar_profile_csv(DATA / "solar_5min_normalised.csv", "Berlin", peak_kw=1.0, start=start)
-    assert series.region == "Berlin"
-    assert series.unit == SOLAR_UNIT
-    assert (series.period_s, len(series)) == (300, 8352)
-    assert series.times[0] == utc(2024, 6, 1)
-    assert series.times[-1] == utc(2024, 6, 1) + timedelta(seconds=2505300)
-    np.testing.assert_allclose(series.values, profile.values * 10.0)
-    assert profile.values.max() == pytest.approx(0.879765)
-
-
-def test_solar_profile_reads_a_non_ascii_city():
-    series = read_solar_profile_csv(DATA / "solar_5min_normalised.csv", "São Paulo", 2.0, utc(2024, 6, 1))
-    assert series.region == "São Paulo"
-    assert series.values.max() == pytest.approx(2 * 0.843915)
-
-
-def test_solar_profile_refuses_values_above_one():
-    with pytest.raises(SignalDataError) as caught:
-        read_solar_profile_csv(CORPUS / "profile_above_one.csv", "Berlin", 5.0, utc(2024, 6, 1))
-    assert (caught.value.line, caught.value.column) == (4, "Berlin")
-    assert "'1.5' is above 1" in str(caught.value)
-    assert len(read_solar_profile_csv(CORPUS / "profile_above_one.csv", "Lagos", 5.0, utc(2024, 6, 1))) == 4
-
-
-def test_solar_profile_unknown_column_lists_the_available_ones():
-    with pytest.raises(SignalDataError, match="no profile named 'Paris'; the file has Berlin, Lagos"):
-        read_solar_profile_csv(CORPUS / "profile_above_one.csv", "Paris", 5.0, utc(2024, 6, 1))
-
-
-def test_solar_profile_refuses_a_naive_start_and_a_bad_peak():
-    with pytest.raises(ValueError, match="naive"):
-        read_solar_profile_csv(CORPUS / "profile_above_one.csv", "Lagos", 5.0, datetime(2024, 6, 1))
-    with pytest.raises(ValueError, match="peak_kw"):
-        read_solar_profile_csv(CORPUS / "profile_above_one.csv", "Lagos", 0.0, utc(2024, 6, 1))

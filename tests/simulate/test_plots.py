@@ -1,4 +1,7 @@
+import os
 import struct
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +25,8 @@ from airflow_carbon.simulate.plots import (
     write_plots,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "airflow_carbon" / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "airflow_carbon" / "data"
 POLICIES = ["immediate", "threshold", "forecast", "oracle"]
 FIGURES = {
     "delay_distribution.png",
@@ -174,3 +178,33 @@ def test_signal_note_flags_replayed_and_estimated_series(inputs):
     assert signal_note(intensity) == ""
     assert "replayed" in signal_note(replace(intensity, replayed=True))
     assert signal_note(replace(intensity, replayed=True, estimated=True)) == " (replayed, estimated carbon data)"
+
+
+# --- without the [plots] extra ---
+
+WITHOUT_MATPLOTLIB = "import sys; sys.modules['matplotlib'] = None; "  # what an install without the extra sees
+INSTALL_HINT = "pip install 'airflow-carbon[plots]'"
+
+
+def _without_matplotlib(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB + code], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def test_without_matplotlib_the_figures_are_refused_with_how_to_install_them(tmp_path):
+    result = _without_matplotlib(
+        "from airflow_carbon.errors import CarbonError, MissingExtraError\n"
+        "try:\n    import airflow_carbon.simulate.plots\n"
+        "except MissingExtraError as error:\n    print(isinstance(error, CarbonError), error)\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"True the figures need matplotlib: {INSTALL_HINT}"
+
+
+def test_the_cli_asked_for_plots_without_matplotlib_says_how_to_install_them(tmp_path):
+    args = ["simulate", str(DATA / "inference_jobs.csv"), str(DATA / "carbon_intensity.csv"), "--policy", "forecast",
+            "--plots", str(tmp_path / "plots")]
+    result = _without_matplotlib(f"from airflow_carbon.cli import main; sys.exit(main({args!r}))", tmp_path)
+    assert result.returncode == 2, result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line == f"airflow-carbon: error: the figures need matplotlib: {INSTALL_HINT}"
+    assert not (tmp_path / "plots").exists()
