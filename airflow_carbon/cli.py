@@ -7,18 +7,15 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow_carbon.accounting import JobRecord
-from airflow_carbon.planning import POLICIES, PolicySettings
-from airflow_carbon.signals import Series, SignalDataError
-from airflow_carbon.signals.csv import read_intensity_csv, read_solar_csv
-from airflow_carbon.simulate.engine import PolicySummary, simulate
-from airflow_carbon.simulate.jobs import Jobs, read_jobs_csv
-from airflow_carbon.simulate.report import as_json, summaries, table
+from airflow_carbon.clock import utcnow
+from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
+from airflow_carbon.signals import SignalDataError
+from airflow_carbon.simulate.files import DEFAULT_JOB_DURATION, parse_forecast_error, parse_policies, simulate_files
+from airflow_carbon.simulate.report import as_json
 from airflow_carbon.units import parse_duration
 
 if TYPE_CHECKING:
@@ -34,23 +31,19 @@ def duration(text: str) -> timedelta:
 
 
 def fraction(text: str) -> float:
-    """``0.05`` or ``5%``."""
+    """``0.05`` or ``5%``: an argparse type over ``parse_forecast_error``."""
     try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a fraction: {text!r} (try 0.05 or 5%)") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"a forecast error must lie in [0, 1): {text!r}")
-    return value
+        return parse_forecast_error(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def policy_list(text: str) -> list[str]:
-    names = list(POLICIES) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in POLICIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown policy {unknown[0] if unknown else text!r}; "
-                                         f"choose from {', '.join(POLICIES)} or all")
-    return ["immediate", *[name for name in names if name != "immediate"]]
+    """An argparse type over ``parse_policies``."""
+    try:
+        return parse_policies(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,8 +59,10 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--solar", type=Path, help="on-site solar CSV: timestamp, solar_kw_available")
     sim.add_argument("--region", help="region to read from a carbon file that holds several")
     sim.add_argument("--policy", type=policy_list, default=list(POLICIES), help="comma-separated policies, or all")
-    sim.add_argument("--max-delay", type=duration, default=timedelta(hours=4), help="delay budget per job (4h)")
-    sim.add_argument("--threshold", type=float, default=250.0, help="threshold policy: green at or below g/kWh")
+    sim.add_argument("--max-delay", type=duration, default=DEFAULT_MAX_DELAY,
+                     help="delay budget per job (default %(default)s)")
+    sim.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_G_PER_KWH,
+                     help="threshold policy: green at or below g/kWh (default %(default)g)")
     sim.add_argument("--solar-threshold-kw", type=float, default=None,
                      help="threshold policy: enough solar at or above this kW (default: the job's power; "
                           "the seed used 0.05)")
@@ -75,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--forecast-error", type=fraction, default=0.0,
                      help="relative forecast error at 24 h ahead seen by threshold and forecast (0.05 or 5%%)")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the forecast error")
-    sim.add_argument("--job-duration", type=duration, default=timedelta(minutes=1),
-                     help="run time of jobs without a duration_s column (1min)")
+    sim.add_argument("--job-duration", type=duration, default=DEFAULT_JOB_DURATION,
+                     help="run time of jobs without a duration_s column (default %(default)s)")
     sim.add_argument("--json", action="store_true", help="print JSON instead of the table")
     sim.add_argument("--plots", type=Path, metavar="DIR", help="write the figures as PNG into DIR")
     sim.add_argument("--records", type=Path, metavar="FILE", help="write every job's record as CSV")
@@ -92,11 +87,13 @@ def parser() -> argparse.ArgumentParser:
     metrics.add_argument("--conn-id", default="carbon_metrics_default")
     metrics.add_argument("--flush", action="store_true",
                          help="write the records this host kept while the store was down; exit 1 if any remain")
+    metrics.add_argument("--upgrade", action="store_true",
+                         help="bring the store to the current schema (before --flush); say from which revision")
     return root
 
 
 def run_example_signal(args: argparse.Namespace) -> int:
-    now_s = int(datetime.now(UTC).timestamp())
+    now_s = int(utcnow().timestamp())
     period_s = max(int(args.period.total_seconds()), 1)
     first_s = now_s - now_s % period_s - 3600
     green_s = now_s + args.green_in.total_seconds()
@@ -115,10 +112,43 @@ def run_metrics(args: argparse.Namespace) -> int:
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
 
     hook = CarbonMetricsHook(args.conn_id)
+    if args.upgrade:
+        status = upgrade_store(hook)
+        if status or not args.flush:
+            return status
     if args.flush:
         return flush_spool(hook)
     for row in hook.get_store().rows(dag_id=args.dag_id):
         print(json.dumps(row, default=str, sort_keys=True))
+    return 0
+
+
+def upgrade_store(hook: CarbonMetricsHook) -> int:
+    """Run the store's migrations and say from which schema revision to which; 1 if it cannot be upgraded."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_carbon.metrics.migrations import MigrationError
+    from airflow_carbon.metrics.store import MetricsStore
+
+    store = MetricsStore(hook.url(), upgrade=False)
+    try:
+        done = store.upgrade()
+    except MigrationError as error:
+        print(f"airflow-carbon: error: {error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        print(f"airflow-carbon: the metrics store at {hook.where()} could not be upgraded: "
+              f"{hook.describe_error(error)}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if done.from_revision is None:
+        print(f"created the carbon metrics store at {hook.where()} at schema revision {done.to_revision}")
+    elif done.changed:
+        print(f"upgraded the carbon metrics store at {hook.where()} from schema revision {done.from_revision} "
+              f"to {done.to_revision}")
+    else:
+        print(f"the carbon metrics store at {hook.where()} is already at schema revision {done.to_revision}")
     return 0
 
 
@@ -133,54 +163,6 @@ def flush_spool(hook: CarbonMetricsHook) -> int:
               file=sys.stderr)
     print(f"{written} spooled record(s) written to {hook.where()}; {remaining} remain in {spool.directory}")
     return 1 if remaining else 0
-
-
-@dataclass(frozen=True)
-class Simulation:
-    """What ``simulate_files`` read and computed: the inputs, every job's record per policy, the summaries."""
-
-    jobs: Jobs
-    intensity: Series
-    solar: Series | None
-    results: dict[str, list[JobRecord]]
-    rows: list[PolicySummary]
-
-    def inputs(self, jobs: Path | str, carbon: Path | str, solar: Path | str | None, max_delay: timedelta,
-               forecast_error: float) -> dict[str, Any]:
-        """The ``inputs`` block of the JSON report."""
-        return {"jobs": str(jobs), "carbon": str(carbon), "solar": str(solar) if solar else None,
-                "region": self.intensity.region, "max_delay_s": max_delay.total_seconds(),
-                "forecast_error": forecast_error, "estimated": self.intensity.estimated}
-
-    def headline(self, carbon: Path | str, max_delay: timedelta, forecast_error: float) -> str:
-        """The line the table is printed under."""
-        return (f"{len(self.jobs)} jobs, {self.intensity.region} carbon from {carbon}, max delay {max_delay}, "
-                f"forecast error {forecast_error:.0%}" + (" (carbon series has estimated values)"
-                                                          if self.intensity.estimated else ""))
-
-    def table(self) -> str:
-        return table(self.rows, with_solar=self.solar is not None)
-
-
-def simulate_files(jobs: Path | str, carbon: Path | str, solar: Path | str | None = None, *,
-                   region: str | None = None, policies: Sequence[str] = tuple(POLICIES),
-                   max_delay: timedelta = timedelta(hours=4), settings: PolicySettings | None = None,
-                   forecast_error: float = 0.0, seed: int = 0,
-                   job_duration: timedelta = timedelta(minutes=1)) -> Simulation:
-    """Read the files and replay the jobs with each policy: what ``airflow-carbon simulate`` and the UI run.
-
-    :raises SignalDataError: a file is not what it should be (the message names file, line and column).
-    :raises ValueError: an option is out of range.
-    """
-    if job_duration <= timedelta(0):
-        raise ValueError("--job-duration must be positive")
-    job_stream = read_jobs_csv(jobs, default_duration=job_duration)
-    intensity = read_intensity_csv(carbon, region)
-    solar_series = read_solar_csv(solar) if solar else None
-    results = simulate(job_stream, intensity, list(policies), max_delay=max_delay,
-                       settings=settings or PolicySettings(), solar=solar_series, forecast_error=forecast_error,
-                       seed=seed)
-    return Simulation(job_stream, intensity, solar_series, results, summaries(results))
 
 
 def run_simulate(args: argparse.Namespace) -> int:

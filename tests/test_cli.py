@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
 from airflow_carbon.cli import main
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
-from airflow_carbon.metrics import TaskTryKey
+from airflow_carbon.metrics import TaskTryRecord
+from airflow_carbon.metrics.migrations import VERSION_TABLE, head
 from airflow_carbon.signals.bundled import bundled_path
+from tests.metrics.fixtures import create_main_store
 
 JOBS, CARBON, SOLAR = (str(bundled_path(n)) for n in ("inference_jobs.csv", "carbon_intensity.csv",
                                                        "solar_generation.csv"))
@@ -62,9 +66,11 @@ def store_down(monkeypatch, tmp_path):
     for conn_id in ("CARBON_METRICS_DEFAULT", "METRICS_PROD"):
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id}",
                            json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "down" / "metrics.db")}))
-    record = {"ready_at": "2024-06-01T00:00:00+00:00", "started_at": "2024-06-01T01:00:00+00:00",
-              "ended_at": "2024-06-01T02:00:00+00:00", "emissions_g": 50.0, "saved_g": 100.0}
-    assert not CarbonMetricsHook(retry_wait_s=0).write_completion(TaskTryKey("dag", "summarize", "manual__1"), record)
+    record = TaskTryRecord("dag", "summarize", "manual__1", state="completed",
+                           ready_at=datetime(2024, 6, 1, tzinfo=UTC), started_at=datetime(2024, 6, 1, 1, tzinfo=UTC),
+                           ended_at=datetime(2024, 6, 1, 2, tzinfo=UTC),
+                           emissions_g=50.0, saved_g=100.0)
+    assert not CarbonMetricsHook(retry_wait_s=0).write(record)
     yield tmp_path
     CarbonMetricsHook.reset_store_cache()
 
@@ -89,3 +95,21 @@ def test_metrics_flush_with_the_store_still_down_exits_1_and_says_what_remains(s
                    f"1 remain in {spooled.parent}\n")
     assert "did not answer" in err and "unable to open database file" in err
     assert spooled.exists()
+
+
+def test_metrics_upgrade_migrates_a_store_made_before_migrations_and_says_from_which_revision(
+        monkeypatch, tmp_path, capsys):
+    path = tmp_path / "metrics.db"
+    create_main_store(f"sqlite:///{path}")
+    monkeypatch.setenv("AIRFLOW_CONN_METRICS_PROD", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    assert main(["metrics", "--upgrade", "--conn-id", "metrics_prod"]) == 0
+    assert capsys.readouterr().out == (f"upgraded the carbon metrics store at sqlite:///{path} from schema revision "
+                                       f"0001 to {head()}\n")
+    assert main(["metrics", "--upgrade", "--conn-id", "metrics_prod"]) == 0
+    assert capsys.readouterr().out == (f"the carbon metrics store at sqlite:///{path} is already at schema revision "
+                                       f"{head()}\n")
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
+    assert main(["metrics", "--upgrade", "--conn-id", "metrics_prod"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "schema revision '0099'" in err and "Upgrade airflow-carbon" in err

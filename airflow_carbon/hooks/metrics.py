@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, make_url
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
+from airflow_carbon.metrics.record import TaskTryRecord
 from airflow_carbon.metrics.spool import Spool, describe_error, record_json
-from airflow_carbon.metrics.store import DEFERRED, MetricsStore, TaskTryKey, safe_url
+from airflow_carbon.metrics.store import MetricsStore, safe_url
 
 # A stdlib logger rather than the hook's structlog one: Airflow routes stdlib records into the
 # task log, and they reach pytest's caplog outside a task too.
@@ -135,21 +136,6 @@ class CarbonMetricsHook(BaseHook):
                 self._url = url_from_connection(conn, conn.extra_dejson)
         return self._url
 
-    async def aurl(self) -> str:
-        """:meth:`url` for triggers, whose event loop must not make the blocking connection lookup.
-
-        It caches the URL on the hook, so a trigger can then run ``write_decision`` in a thread
-        (``asyncio.to_thread``) without any further lookup.
-        """
-        if self._url is None:
-            try:
-                conn = await self.aget_connection(self.carbon_metrics_conn_id)
-            except AirflowNotFoundException:
-                self._url = self._fallback_url()
-            else:
-                self._url = url_from_connection(conn, await conn.aextra_dejson())
-        return self._url
-
     def _fallback_url(self) -> str:
         """The SQLite default, said out loud: inside a task the SDK also reports a transient Execution API
         failure as "not found", so a configured store may be skipped for this hook."""
@@ -186,34 +172,14 @@ class CarbonMetricsHook(BaseHook):
 
     # -- writes that never raise --------------------------------------------------------------------
 
-    def write_decision(self, key: TaskTryKey, *, region: str | None, source: str | None, policy: str | None,
-                       ready_at: datetime | str | None, deadline: datetime | str | None,
-                       decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
-                       failed_sources: Iterable[str] = (), state: str = DEFERRED,
-                       energy_kwh: float | None = None) -> bool:
-        """Record a ``deferred`` try (see :meth:`MetricsStore.record_decision`); False, logged, if it failed."""
-        failed = list(failed_sources)
-        fields = {"region": region, "source": source, "policy": policy, "ready_at": ready_at, "deadline": deadline,
-                  "decision": dict(decision), "signal": signal, "served_by": served_by, "failed_sources": failed,
-                  "state": state, "energy_kwh": energy_kwh}
-        return self._write("decision", key, fields, lambda store: store.record_decision(key, **fields))
-
-    def write_completion(self, key: TaskTryKey, record: Mapping[str, Any], *, signal: str | None = None,
-                         served_by: str | None = None, failed_sources: Iterable[str] = ()) -> bool:
-        """Record a ``completed`` try (see :meth:`MetricsStore.record_completion`); False, logged, if it failed."""
-        failed = list(failed_sources)
-        fields = {"signal": signal, "served_by": served_by, "failed_sources": failed}
-        return self._write("completion", key, {"record": dict(record), **fields},
-                           lambda store: store.record_completion(key, record, **fields))
-
-    def _write(self, kind: str, key: TaskTryKey, fields: dict[str, Any], write: Callable[[MetricsStore], None]
-               ) -> bool:
+    def write(self, record: TaskTryRecord) -> bool:
+        """Upsert a try's record (see :meth:`MetricsStore.write`); False, logged and spooled, if the store failed."""
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.retry_wait_s, min=self.retry_wait_s, max=30),
             before_sleep=lambda state: log.warning(
-                "carbon metrics: writing the %s of %s to %s failed (attempt %d of %d): %s", kind, key,
-                self.where(), state.attempt_number, self.attempts,
+                "carbon metrics: writing the %s record of %s to %s failed (attempt %d of %d): %s", record.state,
+                record.key, self.where(), state.attempt_number, self.attempts,
                 self.describe_error(state.outcome.exception() if state.outcome else None),
             ),
             reraise=True,
@@ -222,9 +188,9 @@ class CarbonMetricsHook(BaseHook):
             for attempt in retrying:
                 with attempt:
                     store = self.get_store()
-                    write(store)
+                    store.write(record)
         except Exception as error:
-            self._keep(kind, key, fields, error)
+            self._keep(record, error)
             return False
         self._replay_spool(store)
         return True
@@ -235,30 +201,30 @@ class CarbonMetricsHook(BaseHook):
         """This host's spool for this connection's store."""
         return Spool(spool_directory(self.url()))
 
-    def _keep(self, kind: str, key: TaskTryKey, fields: dict[str, Any], error: Exception) -> None:
+    def _keep(self, record: TaskTryRecord, error: Exception) -> None:
         """Spool a record the store did not take, loudly; without a spool, log the whole record at ERROR."""
-        record = record_json(kind, key, fields)
+        kind, key, text = record.state, record.key, record_json(record)
         if self._url is None:  # the connection itself is wrong: there is no store to keep the record for
-            log.error("carbon metrics: could not write the %s of %s to %s after %d attempts (%s); record: %s",
-                      kind, key, self.where(), self.attempts, self.describe_error(error), record)
+            log.error("carbon metrics: could not write the %s record of %s to %s after %d attempts (%s); record: %s",
+                      kind, key, self.where(), self.attempts, self.describe_error(error), text)
             return
         try:
             spool = self.spool()
-            path = spool.put(kind, key, fields)
+            path = spool.put(record)
             note = spool.directory / SPOOL_NOTE_NAME
             if not note.exists():
                 note.write_text(safe_url(self._url) + "\n", encoding="utf-8")
         except Exception as spool_error:
-            log.error("carbon metrics: could not write the %s of %s to %s after %d attempts (%s), nor keep it in "
-                      "this host's spool (%s); record: %s", kind, key, self.where(), self.attempts,
-                      self.describe_error(error), self.describe_error(spool_error), record)
+            log.error("carbon metrics: could not write the %s record of %s to %s after %d attempts (%s), nor keep it "
+                      "in this host's spool (%s); record: %s", kind, key, self.where(), self.attempts,
+                      self.describe_error(error), self.describe_error(spool_error), text)
             return
         flush = "airflow-carbon metrics --flush"
         if self.carbon_metrics_conn_id != self.default_conn_name:
             flush += f" --conn-id {self.carbon_metrics_conn_id}"
-        log.error("carbon metrics: the store at %s was unreachable after %d attempts (%s): the %s of %s is kept in %s"
-                  " and will be written when the store answers again (or with `%s` on this host); record: %s",
-                  self.where(), self.attempts, self.describe_error(error), kind, key, path, flush, record)
+        log.error("carbon metrics: the store at %s was unreachable after %d attempts (%s): the %s record of %s is kept"
+                  " in %s and will be written when the store answers again (or with `%s` on this host); record: %s",
+                  self.where(), self.attempts, self.describe_error(error), kind, key, path, flush, text)
 
     def _replay_spool(self, store: MetricsStore) -> None:
         """Write what this host kept for the store, now that it answers; never raises into the write."""

@@ -1,28 +1,30 @@
 """The carbon metrics store: one row per task try, in a database of its own (pure SQLAlchemy, no Airflow).
 
-Beside it, the spool: the records a host could not write while the store was down.
+Beside it, the record's schema, and the spool: the records a host could not write while the store was down.
 """
 
-from airflow_carbon.metrics.spool import Spool
-from airflow_carbon.metrics.store import (
+from airflow_carbon.metrics.record import (
     COMPLETED,
     DEFERRED,
+    FAILED,
     RUNNING,
-    CarbonTaskTry,
-    MetricsStore,
+    InvalidRecordError,
     TaskTryKey,
-    UnsupportedDialectError,
-    safe_url,
+    TaskTryRecord,
 )
+from airflow_carbon.metrics.spool import Spool
+from airflow_carbon.metrics.store import MetricsStore, UnsupportedDialectError, safe_url
 
 __all__ = [
     "COMPLETED",
     "DEFERRED",
+    "FAILED",
     "RUNNING",
-    "CarbonTaskTry",
+    "InvalidRecordError",
     "MetricsStore",
     "Spool",
     "TaskTryKey",
+    "TaskTryRecord",
     "UnsupportedDialectError",
     "safe_url",
 ]

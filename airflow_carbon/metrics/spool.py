@@ -10,16 +10,13 @@ stepped back can swap two records, which those same upserts make harmless.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -27,19 +24,15 @@ from urllib.parse import quote, quote_plus
 from sqlalchemy import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from airflow_carbon.metrics.store import MetricsStore, TaskTryKey, as_utc
+from airflow_carbon.metrics.record import COMPLETED, DEFERRED, InvalidRecordError, TaskTryRecord
+from airflow_carbon.metrics.store import MetricsStore
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-WRITERS = {"decision": "record_decision", "completion": "record_completion"}  # the store's method for each kind
-PAYLOADS = {"decision": "decision", "completion": "record"}  # the field holding the decision's or record's dict
-KEY_FIELDS = ("dag_id", "task_id", "run_id", "map_index", "try_number")
+#: Format 2 is ``{"format": 2, "record": <TaskTryRecord JSON>}``; format 1 files (one keyword argument of the
+#: store's old ``record_decision``/``record_completion`` per key) are still read, so nothing spooled is lost.
+FORMAT = 2
 _sequence = itertools.count()
-
-
-class InvalidRecordError(ValueError):
-    """A spooled file that is not a record the store can take."""
 
 
 def describe_error(error: BaseException | None, url: Any) -> str:
@@ -55,58 +48,55 @@ def describe_error(error: BaseException | None, url: Any) -> str:
     return text
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if callable(getattr(value, "item", None)):  # numpy scalars
-        return value.item()
-    return str(value)
-
-
-def record_json(kind: str, key: TaskTryKey, fields: Mapping[str, Any]) -> str:
-    """A record as one JSON object, what a spool file holds and what is logged when it cannot be spooled.
+def record_json(record: TaskTryRecord) -> str:
+    """A record as a spool file holds it, and as it is logged when it cannot be spooled.
 
     Saved as ``<anything>.json`` into a spool directory, a logged record is written by the next replay.
     """
-    return json.dumps({"format": FORMAT, "kind": kind, "key": asdict(key), **fields}, default=_json_default,
-                      sort_keys=True)
+    return json.dumps({"format": FORMAT, "record": record.to_json()}, sort_keys=True)
 
 
-def _keyword_arguments(method: Any) -> tuple[set[str], set[str]]:
-    """The keyword arguments a store writer takes: (all of them, the required ones)."""
-    parameters = list(inspect.signature(method).parameters.values())[2:]  # after self and key
-    return {p.name for p in parameters}, {p.name for p in parameters if p.default is inspect.Parameter.empty}
-
-
-FIELDS = {kind: _keyword_arguments(getattr(MetricsStore, name)) for kind, name in WRITERS.items()}
-
-
-def _parse(text: str) -> tuple[str, TaskTryKey, dict[str, Any]]:
-    """(kind, key, fields) from a spooled file's text, or InvalidRecordError saying what is wrong."""
+def parse_record(text: str) -> TaskTryRecord:
+    """The record in a spooled file's text, of this format or the first; InvalidRecordError says what is wrong."""
     try:
         payload = json.loads(text)
     except ValueError as error:
         raise InvalidRecordError(f"not JSON: {error}") from None
     if not isinstance(payload, dict):
         raise InvalidRecordError("not a JSON object")
+    if payload.get("format") == 1:
+        return TaskTryRecord.from_values(_format_1_values(payload))
     if payload.get("format") != FORMAT:
-        raise InvalidRecordError(f"format {payload.get('format')!r} is not {FORMAT}")
+        raise InvalidRecordError(f"format {payload.get('format')!r} is neither {FORMAT} nor 1")
+    return TaskTryRecord.from_json(payload.get("record"))
+
+
+def _format_1_values(payload: dict[str, Any]) -> dict[str, Any]:
+    """A format 1 file's fields as record fields: a ``decision`` held the planner's decision and the row's
+    fields beside it; a ``completion`` the accounted record (whose ``source`` was the configured source)."""
     kind, key = payload.get("kind"), payload.get("key")
-    fields = {name: value for name, value in payload.items() if name not in ("format", "kind", "key")}
-    if kind not in WRITERS:
+    if not isinstance(key, dict) or set(key) != {"dag_id", "task_id", "run_id", "map_index", "try_number"}:
+        raise InvalidRecordError(f"key {key!r} is not dag_id, task_id, run_id, map_index, try_number")
+    if kind == "decision":
+        decision = payload.get("decision")
+        if not isinstance(decision, dict):
+            raise InvalidRecordError("the decision's 'decision' is not an object")
+        values = {name: payload.get(name) for name in ("region", "source", "policy", "ready_at", "deadline",
+                                                       "signal", "served_by", "energy_kwh")}
+        values |= {"state": payload.get("state") or DEFERRED, "reason": decision.get("reason"),
+                   "decided_at": decision.get("now"), "planned_start": decision.get("start"),
+                   "expected_emissions_now_g": decision.get("expected_emissions_now_g"),
+                   "expected_emissions_at_start_g": decision.get("expected_emissions_at_start_g")}
+    elif kind == "completion":
+        record = payload.get("record")
+        if not isinstance(record, dict):
+            raise InvalidRecordError("the completion's 'record' is not an object")
+        values = {**record, "state": COMPLETED}
+        values |= {name: payload[name] for name in ("signal", "served_by") if payload.get(name) is not None}
+    else:
         raise InvalidRecordError(f"kind {kind!r} is neither 'decision' nor 'completion'")
-    if not isinstance(key, dict) or set(key) != set(KEY_FIELDS):
-        raise InvalidRecordError(f"key {key!r} is not {', '.join(KEY_FIELDS)}")
-    if not all(isinstance(key[name], str) for name in KEY_FIELDS[:3]) or not all(
-            isinstance(key[name], int) and not isinstance(key[name], bool) for name in KEY_FIELDS[3:]):
-        raise InvalidRecordError(f"key {key!r} has a value of the wrong type")
-    allowed, required = FIELDS[kind]
-    if not required <= set(fields) <= allowed:
-        raise InvalidRecordError(f"fields {sorted(fields)} are not the {kind} fields (required: {sorted(required)},"
-                                 f" allowed: {sorted(allowed)})")
-    if not isinstance(fields[PAYLOADS[kind]], dict):
-        raise InvalidRecordError(f"the {kind}'s {PAYLOADS[kind]!r} is not an object")
-    return kind, TaskTryKey(**key), fields
+    failed = payload.get("failed_sources") or values.get("failed_sources") or []
+    return {**values, **key, "failed_sources": failed}
 
 
 def _refused(error: Exception) -> bool:
@@ -130,17 +120,13 @@ class Spool:
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
 
-    def put(self, kind: str, key: TaskTryKey, fields: Mapping[str, Any]) -> Path:
-        """Keep one record; ``fields`` are the keyword arguments of the store's ``record_<kind>``.
+    def put(self, record: TaskTryRecord) -> Path:
+        """Keep one record.
 
         Written to a temporary file in the same directory, then renamed: a reader never sees half a record.
         """
-        if kind not in WRITERS:
-            raise ValueError(f"kind {kind!r} is neither 'decision' nor 'completion'")
-        allowed, required = FIELDS[kind]
-        if not required <= set(fields) <= allowed:
-            raise ValueError(f"fields {sorted(fields)} are not the {kind} fields")
-        text = record_json(kind, key, fields)
+        kind = "completion" if record.finished else "decision"
+        text = record_json(record)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}-{next(_sequence):06d}-{kind}.json"
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
@@ -180,8 +166,7 @@ class Spool:
         written = 0
         for path in self.pending():
             try:
-                kind, key, fields = _parse(path.read_text(encoding="utf-8"))
-                getattr(store, WRITERS[kind])(key, **fields)
+                store.write(parse_record(path.read_text(encoding="utf-8")))
             except FileNotFoundError:
                 continue  # another process on this host replayed it
             except Exception as error:
@@ -217,14 +202,14 @@ class Spool:
         earliest: datetime | None = None
         for path in self.pending():
             try:
-                kind, key, fields = _parse(path.read_text(encoding="utf-8"))
-                ready_at = as_utc(fields.get("ready_at") if kind == "decision" else fields["record"].get("ready_at"))
+                record = parse_record(path.read_text(encoding="utf-8"))
             except (OSError, ValueError, TypeError) as error:
                 log.debug("carbon metrics spool: %s skipped: %s", path, error)
                 continue
-            if (key.dag_id, key.task_id, key.run_id) != (dag_id, task_id, run_id) or ready_at is None:
+            ready_at = record.ready_at
+            if (record.dag_id, record.task_id, record.run_id) != (dag_id, task_id, run_id) or ready_at is None:
                 continue
-            if map_index is not None and key.map_index != map_index:
+            if map_index is not None and record.map_index != map_index:
                 continue
             if earliest is None or ready_at < earliest:
                 earliest = ready_at

@@ -2,52 +2,65 @@
 
 Pure SQLAlchemy 2: this module never imports Airflow, because task and trigger processes in
 Airflow 3 cannot reach Airflow's metadata database, and the readers (UI plugin, simulator) should
-not need a running Airflow to open the store.
+not need a running Airflow to open the store. Its columns are the fields of ``TaskTryRecord``;
+its schema is brought up to date by the Alembic migrations in ``metrics/migrations``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Engine,
     Float,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     case,
     create_engine,
     event,
     func,
-    inspect,
     make_url,
     select,
     text,
 )
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import ColumnElement, Insert
 from sqlalchemy.types import TypeDecorator
 
+from airflow_carbon.clock import utcnow
+from airflow_carbon.errors import CarbonError
+from airflow_carbon.metrics.record import (
+    FIELD_NAMES,
+    FIELD_PHASES,
+    FIELD_TYPES,
+    FINISHED_STATES,
+    KEY_FIELDS,
+    TaskTryRecord,
+    phase_fields,
+)
+from airflow_carbon.units import parse_instant
+
+if TYPE_CHECKING:
+    from airflow_carbon.metrics.migrations import Upgrade
+
 log = logging.getLogger(__name__)
 
-DEFERRED = "deferred"
-RUNNING = "running"
-COMPLETED = "completed"
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
-class UnsupportedDialectError(ValueError):
+class UnsupportedDialectError(CarbonError, ValueError):
     """The store upserts with ``INSERT ... ON CONFLICT``; a read-then-write fallback would race between writers."""
 
 
@@ -62,98 +75,38 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | str | None, dialect: Dialect) -> datetime | None:
-        value = as_utc(value)
+        value = None if value is None else parse_instant(value, naive_is_utc=True)
         if value is not None and dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else parse_instant(value, naive_is_utc=True)
 
 
-def as_utc(value: datetime | str | None) -> datetime | None:
-    """An aware UTC datetime from a datetime or an ISO 8601 string; naive means UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a datetime or an ISO 8601 string, got {type(value).__name__}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _column(name: str) -> Column[Any]:
+    """The column of a record field, typed from the schema; the key's columns are the primary key."""
+    kind = FIELD_TYPES[name]
+    if FIELD_PHASES[name] == "key":
+        return Column(name, String(250) if kind is str else Integer, primary_key=True)
+    column_type = {str: String, int: Integer, float: Float, bool: Boolean, datetime: UTCDateTime,
+                   list: JSON(none_as_null=True)}[kind]
+    return Column(name, column_type, nullable=name not in ("state", "updated_at"))
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class CarbonTaskTry(Base):
-    """What one try of one task instance decided and, once it ran, emitted and saved."""
-
-    __tablename__ = "carbon_task_try"
-
-    dag_id: Mapped[str] = mapped_column(String(250), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(250), primary_key=True)
-    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
-    map_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    try_number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    state: Mapped[str] = mapped_column(String)
-    region: Mapped[str | None] = mapped_column(String)
-    source: Mapped[str | None] = mapped_column(String)
-    signal: Mapped[str | None] = mapped_column(String)
-    policy: Mapped[str | None] = mapped_column(String)
-    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    planned_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    reason: Mapped[str | None] = mapped_column(String)
-    expected_emissions_now_g: Mapped[float | None] = mapped_column(Float)
-    expected_emissions_at_start_g: Mapped[float | None] = mapped_column(Float)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delay_s: Mapped[float | None] = mapped_column(Float)
-    intensity_g_per_kwh: Mapped[float | None] = mapped_column(Float)
-    baseline_intensity_g_per_kwh: Mapped[float | None] = mapped_column(Float)
-    energy_kwh: Mapped[float | None] = mapped_column(Float)
-    solar_kwh: Mapped[float | None] = mapped_column(Float)
-    grid_kwh: Mapped[float | None] = mapped_column(Float)
-    emissions_g: Mapped[float | None] = mapped_column(Float)
-    baseline_emissions_g: Mapped[float | None] = mapped_column(Float)
-    saved_g: Mapped[float | None] = mapped_column(Float)
-    estimated: Mapped[bool | None] = mapped_column(Boolean)
-    served_by: Mapped[str | None] = mapped_column(String)
-    failed_sources: Mapped[list[str]] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-    __table_args__ = (
-        Index("ix_carbon_task_try_state", "state"),
-        Index("ix_carbon_task_try_dag_id_ready_at", "dag_id", "ready_at"),
-    )
-
-
-TABLE = CarbonTaskTry.__table__
-KEY_COLUMNS = ("dag_id", "task_id", "run_id", "map_index", "try_number")
-# Written by the decision only; a completion leaves them as they were.
-DECISION_COLUMNS = ("decided_at", "planned_start", "expected_emissions_now_g", "expected_emissions_at_start_g")
-# Known to both; the completion's value wins unless it has none.
-SHARED_COLUMNS = ("region", "source", "signal", "policy", "ready_at", "deadline", "reason")
-# Known to the completion only, from JobRecord.to_dict().
-COMPLETION_COLUMNS = ("started_at", "ended_at", "delay_s", "intensity_g_per_kwh", "baseline_intensity_g_per_kwh",
-                      "energy_kwh", "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g",
-                      "estimated")
-FLOAT_COLUMNS = tuple(name for name in COMPLETION_COLUMNS if name not in ("started_at", "ended_at", "estimated"))
-
-
-@dataclass(frozen=True)
-class TaskTryKey:
-    """Identifies one try of one task instance, the store's primary key."""
-
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
+METADATA = MetaData()
+TABLE = Table(
+    "carbon_task_try",
+    METADATA,
+    *(_column(name) for name in FIELD_NAMES),
+    Index("ix_carbon_task_try_state", "state"),
+    Index("ix_carbon_task_try_dag_id_ready_at", "dag_id", "ready_at"),
+)
+KEY_COLUMNS = KEY_FIELDS
+#: Written by a decision, and by a completion where it knows them.
+DECISION_COLUMNS = phase_fields("shared", "decision")
+#: Written by a completion only, which rewrites them.
+COMPLETION_COLUMNS = phase_fields("completion")
 
 
 def safe_url(url: Any) -> str:
@@ -211,111 +164,49 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def decision_statement(dialect_name: str, key: TaskTryKey, *, region: str | None, source: str | None,
-                       policy: str | None, ready_at: datetime | str | None, deadline: datetime | str | None,
-                       decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
-                       failed_sources: Iterable[str] = (), now: datetime | None = None, state: str = DEFERRED,
-                       energy_kwh: float | None = None) -> Insert:
-    """Upsert of the ``deferred`` (or, run at once, ``running``) row.
+def write_statement(dialect_name: str, record: TaskTryRecord, now: datetime | None = None) -> Insert:
+    """The upsert of one record; writing it again leaves the same row.
 
-    A row already ``completed`` keeps its state and values and only gains the decision fields it
-    lacked: a late or replayed decision must not undo a finished task. ``energy_kwh`` is the
-    planned energy, so that a waiting row shows the intensity now (expected emissions / energy);
-    the completion replaces it with the energy really used.
+    A decision (``deferred``, ``running``) never takes a finished row back: that row keeps its state
+    and values and only gains the fields it lacked. A completion (``completed``, ``failed``) writes its
+    own fields and keeps the decision's (planned start, expected emissions). A missing value (None,
+    no failed sources) never overwrites a known one.
     """
-    failed = list(failed_sources)
-    values: dict[str, Any] = {
-        **_key_values(key),
-        "state": state,
-        "region": _opt_str(region),
-        "source": _opt_str(source),
-        "signal": _opt_str(signal),
-        "policy": _opt_str(policy),
-        "ready_at": as_utc(ready_at),
-        "deadline": as_utc(deadline),
-        "reason": _opt_str(decision.get("reason")),
-        "decided_at": as_utc(decision.get("now")),
-        "planned_start": as_utc(decision.get("start")),
-        "expected_emissions_now_g": _opt_float(decision.get("expected_emissions_now_g")),
-        "expected_emissions_at_start_g": _opt_float(decision.get("expected_emissions_at_start_g")),
-        "served_by": served_by,
-        "failed_sources": failed,
-        "updated_at": now or datetime.now(UTC),
-    }
-    if energy_kwh is not None:
-        values["energy_kwh"] = _opt_float(energy_kwh)
+    completion = COMPLETION_COLUMNS if record.finished else ()
+    values = {name: _bindable(getattr(record, name)) for name in (*KEY_COLUMNS, "state", *DECISION_COLUMNS,
+                                                                  *completion)}
+    values["updated_at"] = now or utcnow()
     stmt = upsert(dialect_name).values(values)
-    completed = TABLE.c.state == COMPLETED
-    updated = [*SHARED_COLUMNS, *DECISION_COLUMNS]
-    if energy_kwh is not None:
-        updated.append("energy_kwh")
-    if served_by is not None:
-        updated.append("served_by")
-    if failed:
-        updated.append("failed_sources")
-    set_: dict[str, ColumnElement[Any]] = {
-        name: case((completed, func.coalesce(TABLE.c[name], stmt.excluded[name])), else_=stmt.excluded[name])
-        for name in updated
-    }
-    set_["state"] = case((completed, TABLE.c.state), else_=stmt.excluded.state)
-    set_["updated_at"] = stmt.excluded.updated_at
+    new, old = stmt.excluded, TABLE.c
+    finished = old.state.in_(FINISHED_STATES)
+    set_: dict[str, ColumnElement[Any]] = {}
+    for name in DECISION_COLUMNS:
+        known_first = func.coalesce(new[name], old[name])
+        set_[name] = known_first if record.finished else case((finished, func.coalesce(old[name], new[name])),
+                                                              else_=known_first)
+    set_.update({name: new[name] for name in completion})
+    set_["state"] = new.state if record.finished else case((finished, old.state), else_=new.state)
+    set_["updated_at"] = new.updated_at
     return stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=set_)
 
 
-def completion_statement(dialect_name: str, key: TaskTryKey, record: Mapping[str, Any], *,
-                         signal: str | None = None, served_by: str | None = None,
-                         failed_sources: Iterable[str] = (), now: datetime | None = None) -> Insert:
-    """Upsert of the ``completed`` row from ``JobRecord.to_dict()``; writing it again rewrites the same row."""
-    failed = list(failed_sources)
-    values: dict[str, Any] = {
-        **_key_values(key),
-        "state": COMPLETED,
-        "region": _opt_str(record.get("region")),
-        "source": _opt_str(record.get("source")),
-        "signal": _opt_str(signal if signal is not None else record.get("signal")),
-        "policy": _opt_str(record.get("policy")),
-        "ready_at": as_utc(record.get("ready_at")),
-        "deadline": as_utc(record.get("deadline")),
-        "reason": _opt_str(record.get("reason")),
-        "started_at": as_utc(record.get("started_at")),
-        "ended_at": as_utc(record.get("ended_at")),
-        **{name: _opt_float(record.get(name)) for name in FLOAT_COLUMNS},
-        "estimated": None if record.get("estimated") is None else bool(record.get("estimated")),
-        "served_by": served_by,
-        "failed_sources": failed,
-        "updated_at": now or datetime.now(UTC),
-    }
-    stmt = upsert(dialect_name).values(values)
-    set_: dict[str, ColumnElement[Any]] = {
-        name: func.coalesce(stmt.excluded[name], TABLE.c[name]) for name in SHARED_COLUMNS
-    }
-    set_.update({name: stmt.excluded[name] for name in (*COMPLETION_COLUMNS, "state", "updated_at")})
-    if served_by is not None:
-        set_["served_by"] = stmt.excluded.served_by
-    if failed:
-        set_["failed_sources"] = stmt.excluded.failed_sources
-    return stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=set_)
-
-
-def _key_values(key: TaskTryKey) -> dict[str, Any]:
-    return {"dag_id": key.dag_id, "task_id": key.task_id, "run_id": key.run_id,
-            "map_index": int(key.map_index), "try_number": int(key.try_number)}
-
-
-def _opt_str(value: Any) -> str | None:
-    """None for a missing or empty value, so that it never overwrites a known one."""
-    return None if value is None or value == "" else str(value)
-
-
-def _opt_float(value: Any) -> float | None:
-    """Plain floats only: database drivers refuse numpy scalars such as float32."""
-    return None if value is None else float(value)
+def _bindable(value: Any) -> Any:
+    """What every driver takes: plain floats (never numpy scalars), None for an empty text or list."""
+    if value == "" or value == []:
+        return None
+    if isinstance(value, float) or callable(getattr(value, "item", None)):
+        return float(value)
+    return value
 
 
 class MetricsStore:
-    """The carbon metrics database: upserts for writers, plain dicts with aware UTC datetimes for readers."""
+    """The carbon metrics database: upserts of records for writers, plain dicts with aware UTC datetimes for readers.
 
-    def __init__(self, url: str, *, engine_kwargs: Mapping[str, Any] | None = None) -> None:
+    Opening it brings its schema up to date (``upgrade=False`` leaves that to ``airflow-carbon metrics
+    --upgrade``, for deployments whose database user may not change tables).
+    """
+
+    def __init__(self, url: str, *, engine_kwargs: Mapping[str, Any] | None = None, upgrade: bool = True) -> None:
         parsed = make_url(url)
         _check_dialect(parsed.get_backend_name(), f"at {parsed.render_as_string(hide_password=True)}")
         kwargs = dict(engine_kwargs or {})
@@ -327,29 +218,27 @@ class MetricsStore:
         engine = create_engine(parsed, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        self._init(engine)
+        self._init(engine, upgrade)
 
     @classmethod
-    def from_engine(cls, engine: Engine) -> MetricsStore:
-        """Wrap an engine the caller configured (pool, connect args); the table is created if missing."""
+    def from_engine(cls, engine: Engine, *, upgrade: bool = True) -> MetricsStore:
+        """Wrap an engine the caller configured (pool, connect args)."""
         store = cls.__new__(cls)
-        store._init(engine)
+        store._init(engine, upgrade)
         return store
 
-    def _init(self, engine: Engine) -> None:
+    def _init(self, engine: Engine, upgrade: bool) -> None:
         self.engine = engine
         self.safe_url = engine.url.render_as_string(hide_password=True)
         _check_dialect(engine.dialect.name, f"at {self.safe_url}")
-        self._create_table()
+        if upgrade:
+            self.upgrade()
 
-    def _create_table(self) -> None:
-        """Create the table once; two processes racing to create it is not an error."""
-        try:
-            Base.metadata.create_all(self.engine, checkfirst=True)
-        except DBAPIError:
-            if not inspect(self.engine).has_table(CarbonTaskTry.__tablename__):
-                raise
-            log.debug("carbon metrics table was created concurrently at %s", self.safe_url)
+    def upgrade(self) -> Upgrade:
+        """Bring the schema to the current version; a store already there is left alone."""
+        from airflow_carbon.metrics.migrations import upgrade
+
+        return upgrade(self.engine)
 
     def __repr__(self) -> str:
         return f"MetricsStore({self.safe_url!r})"
@@ -363,37 +252,10 @@ class MetricsStore:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1")).scalar_one()
 
-    def record_decision(self, key: TaskTryKey, *, region: str | None, source: str | None, policy: str | None,
-                        ready_at: datetime | str | None, deadline: datetime | str | None,
-                        decision: Mapping[str, Any], signal: str | None = None, served_by: str | None = None,
-                        failed_sources: Iterable[str] = (), state: str = DEFERRED,
-                        energy_kwh: float | None = None) -> None:
-        """Record that this try decided to wait (``Decision.to_dict()``), so the UI shows deferred tasks.
-
-        A try that runs at once is recorded as ``running``: its ready time still fixes the
-        deadline of any retry.
-
-        Idempotent, and never downgrades a ``completed`` row. ``served_by`` and a non-empty
-        ``failed_sources`` replace what the row holds; when absent the row keeps its values.
-        ``energy_kwh`` is the planned energy (the completion records the energy really used).
-        """
-        stmt = decision_statement(self.engine.dialect.name, key, region=region, source=source, policy=policy,
-                                  ready_at=ready_at, deadline=deadline, decision=decision, signal=signal,
-                                  served_by=served_by, failed_sources=failed_sources, state=state,
-                                  energy_kwh=energy_kwh)
+    def write(self, record: TaskTryRecord) -> None:
+        """Upsert one try's record (see ``write_statement``): idempotent, and a decision never undoes a completion."""
         with self.engine.begin() as connection:
-            connection.execute(stmt)
-
-    def record_completion(self, key: TaskTryKey, record: Mapping[str, Any], *, signal: str | None = None,
-                          served_by: str | None = None, failed_sources: Iterable[str] = ()) -> None:
-        """Record what this try emitted and saved (``JobRecord.to_dict()``); a retried write leaves one row.
-
-        The decision's own fields (planned start, expected emissions) are kept.
-        """
-        stmt = completion_statement(self.engine.dialect.name, key, record, signal=signal, served_by=served_by,
-                                    failed_sources=failed_sources)
-        with self.engine.begin() as connection:
-            connection.execute(stmt)
+            connection.execute(write_statement(self.engine.dialect.name, record))
 
     def earliest_ready_at(self, dag_id: str, task_id: str, run_id: str, map_index: int | None) -> datetime | None:
         """When any try of this task instance first became ready (any mapped instance if ``map_index`` is None).
@@ -406,14 +268,27 @@ class MetricsStore:
         if map_index is not None:
             query = query.where(TABLE.c.map_index == map_index)
         with self.engine.connect() as connection:
-            return connection.execute(query).scalar_one_or_none()
+            value = connection.execute(query).scalar_one_or_none()
+        return None if value is None else parse_instant(value, naive_is_utc=True)
 
     def rows(self, *, dag_id: str | None = None, task_id: str | None = None, run_id: str | None = None,
              state: str | None = None) -> list[dict[str, Any]]:
-        """Rows as plain dicts (aware UTC datetimes), in key order, for the UI and the simulator."""
+        """Rows as plain dicts (aware UTC datetimes, no failed source as ``[]``), in key order."""
         query = select(TABLE).order_by(*(TABLE.c[name] for name in KEY_COLUMNS))
         for name, value in (("dag_id", dag_id), ("task_id", task_id), ("run_id", run_id), ("state", state)):
             if value is not None:
                 query = query.where(TABLE.c[name] == value)
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [row_dict(row) for row in connection.execute(query).mappings()]
+
+    def records(self, **where: str | None) -> list[TaskTryRecord]:
+        """``rows`` as records."""
+        return [TaskTryRecord.from_values(row) for row in self.rows(**where)]
+
+
+def row_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the record schema reads: ``failed_sources`` a list, never NULL."""
+    values = dict(row)
+    if "failed_sources" in values and values["failed_sources"] is None:
+        values["failed_sources"] = []
+    return values

@@ -5,30 +5,37 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import socket
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 import pytest
-from airflow.sdk.exceptions import AirflowNotFoundException
 from tenacity import Retrying
 
+from airflow_carbon.cli import main
 from airflow_carbon.hooks import CarbonMetricsHook
-from airflow_carbon.metrics import COMPLETED, DEFERRED, MetricsStore, Spool, TaskTryKey
-from airflow_carbon.metrics.store import COMPLETION_COLUMNS
+from airflow_carbon.metrics import COMPLETED, DEFERRED, MetricsStore, Spool, TaskTryKey, TaskTryRecord
+from airflow_carbon.metrics.spool import parse_record
 from tests.helpers import T0
 
 HOUR = timedelta(hours=1)
 KEY = TaskTryKey("dag", "summarize", "manual__1", map_index=3, try_number=2)
 PASSWORD = "s3cr@t/Hunter2-pw"  # URL-quoted as s3cr%40t%2FHunter2-pw
-DECISION = {"policy": "forecast", "now": T0.isoformat(), "start": (T0 + 2 * HOUR).isoformat(),
-            "deadline": (T0 + 4 * HOUR).isoformat(), "reason": "green_window", "run_now": False, "wait_s": 7200.0,
-            "expected_emissions_now_g": 30.0, "expected_emissions_at_start_g": 10.0, "expected_saving_g": 20.0,
-            "extrapolated": False}
-RECORD = {"job_id": "summarize", "policy": "forecast", "region": "DE", "source": "csv", "reason": "green_window",
-          "ready_at": T0.isoformat(), "deadline": (T0 + 4 * HOUR).isoformat(),
-          "started_at": (T0 + 2 * HOUR).isoformat(), "ended_at": (T0 + 3 * HOUR).isoformat(), "energy_kwh": 0.5,
-          "solar_kwh": 0.0, "intensity_g_per_kwh": 100.0, "baseline_intensity_g_per_kwh": 300.0, "emissions_g": 50.0,
-          "baseline_emissions_g": 150.0, "estimated": False, "delay_s": 7200.0, "grid_kwh": 0.5, "saved_g": 100.0}
+SECRETS = (PASSWORD, "s3cr%40t%2FHunter2-pw", "Hunter2")
+DECISION = TaskTryRecord(
+    **asdict(KEY), state=DEFERRED, region="DE", source="csv:/data/de.csv", served_by="csv:/data/de.csv",
+    policy="forecast", reason="green_window", ready_at=T0, deadline=T0 + 4 * HOUR, energy_kwh=0.5, decided_at=T0,
+    planned_start=T0 + 2 * HOUR, expected_emissions_now_g=30.0, expected_emissions_at_start_g=10.0)
+COMPLETION = TaskTryRecord(
+    **asdict(KEY), state=COMPLETED, region="DE", source="csv:/data/de.csv", served_by="csv:/data/de.csv",
+    signal="replay of /data/de.csv", failed_sources=["conn:watttime_default: timeout"], policy="forecast",
+    reason="green_window", ready_at=T0, deadline=T0 + 4 * HOUR, energy_kwh=0.5, started_at=T0 + 2 * HOUR,
+    ended_at=T0 + 3 * HOUR, delay_s=7200.0, intensity_g_per_kwh=100.0, baseline_intensity_g_per_kwh=300.0,
+    solar_kwh=0.0, grid_kwh=0.5, emissions_g=50.0, baseline_emissions_g=150.0, saved_g=100.0, estimated=False)
+#: What the store holds once both are written: the completion, with the decision's own fields.
+BOTH = replace(COMPLETION, decided_at=T0, planned_start=T0 + 2 * HOUR, expected_emissions_now_g=30.0,
+               expected_emissions_at_start_g=10.0)
 CONN_ENV = "AIRFLOW_CONN_CARBON_METRICS_DEFAULT"
 
 
@@ -46,9 +53,14 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_decision(hook: CarbonMetricsHook) -> bool:
-    return hook.write_decision(KEY, region="DE", source="csv", policy="forecast", ready_at=T0,
-                               deadline=T0 + 4 * HOUR, decision=DECISION, served_by="csv")
+def stored(store: MetricsStore) -> list[TaskTryRecord]:
+    """The store's records, without the time the store wrote them."""
+    return [replace(record, updated_at=None) for record in store.records()]
+
+
+def logged_record(message: str) -> TaskTryRecord:
+    """The record an ERROR line carries, read back the way a spool file is."""
+    return parse_record(message.split("record: ", 1)[1])
 
 
 def test_without_a_connection_the_store_is_a_sqlite_file_under_airflow_home(tmp_path, caplog):
@@ -56,12 +68,10 @@ def test_without_a_connection_the_store_is_a_sqlite_file_under_airflow_home(tmp_
     with caplog.at_level(logging.WARNING):
         assert hook.url() == f"sqlite:///{tmp_path}/airflow_home/carbon_metrics.db"
     assert "carbon_metrics_default" in caplog.text  # the fallback is never silent
-    assert write_decision(hook)
-    assert hook.write_completion(KEY, RECORD)
+    assert hook.write(DECISION)
+    assert hook.write(COMPLETION)
     assert (tmp_path / "airflow_home" / "carbon_metrics.db").exists()
-    [row] = hook.get_store().rows()
-    assert row["state"] == COMPLETED and row["map_index"] == 3 and row["try_number"] == 2
-    assert row["planned_start"] == T0 + 2 * HOUR and row["served_by"] == "csv" and row["saved_g"] == 100.0
+    assert stored(hook.get_store()) == [BOTH]
 
 
 def test_airflow_home_default_is_home_airflow(monkeypatch, tmp_path):
@@ -74,7 +84,7 @@ def test_a_json_sqlite_connection_names_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv(CONN_ENV, json.dumps({"conn_type": "sqlite", "host": f"{tmp_path}/x.db"}))
     hook = CarbonMetricsHook()
     assert hook.url() == f"sqlite:///{tmp_path}/x.db"
-    assert write_decision(hook)
+    assert hook.write(DECISION)
     assert MetricsStore(f"sqlite:///{tmp_path}/x.db").rows()[0]["state"] == DEFERRED
     assert not (tmp_path / "airflow_home" / "carbon_metrics.db").exists()
 
@@ -84,7 +94,7 @@ def test_a_uri_sqlite_connection_names_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_METRICS_URI", f"sqlite:///{tmp_path}/uri.db")
     hook = CarbonMetricsHook("metrics_uri")
     assert hook.url() == f"sqlite:///{tmp_path}/uri.db"
-    assert write_decision(hook) and (tmp_path / "uri.db").exists()
+    assert hook.write(DECISION) and (tmp_path / "uri.db").exists()
 
 
 def test_the_sqlalchemy_url_extra_wins(monkeypatch, tmp_path):
@@ -92,7 +102,7 @@ def test_the_sqlalchemy_url_extra_wins(monkeypatch, tmp_path):
                                              "extra": {"sqlalchemy_url": f"sqlite:///{tmp_path}/y.db"}}))
     hook = CarbonMetricsHook()
     assert hook.url() == f"sqlite:///{tmp_path}/y.db"
-    assert hook.write_completion(KEY, RECORD)
+    assert hook.write(COMPLETION)
     assert hook.get_store().rows()[0]["emissions_g"] == 50.0
     ok, message = hook.test_connection()
     assert ok and "y.db" in message
@@ -113,8 +123,9 @@ def test_a_connection_of_our_type_without_a_url_fails_the_write_loudly(monkeypat
     monkeypatch.setenv(CONN_ENV, json.dumps({"conn_type": "carbon_metrics", "host": "db.example"}))
     hook = CarbonMetricsHook(attempts=1)
     with caplog.at_level(logging.ERROR):
-        assert not write_decision(hook)
-    assert "sqlalchemy_url" in caplog.text and '"policy": "forecast"' in caplog.text
+        assert not hook.write(DECISION)
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert "sqlalchemy_url" in error and logged_record(error) == DECISION
 
 
 def test_a_failed_write_logs_the_record_at_error_and_never_the_password(monkeypatch, caplog):
@@ -124,30 +135,24 @@ def test_a_failed_write_logs_the_record_at_error_and_never_the_password(monkeypa
         "schema": "metrics"}))
     hook = CarbonMetricsHook(attempts=3, retry_wait_s=0)
     with caplog.at_level(logging.DEBUG):
-        assert write_decision(hook) is False
-        assert hook.write_completion(KEY, RECORD, failed_sources=["watttime"]) is False
+        assert hook.write(DECISION) is False
+        assert hook.write(COMPLETION) is False
         ok, message = hook.test_connection()
     assert not ok and f"127.0.0.1:{port}" in message
-    for secret in (PASSWORD, "s3cr%40t%2FHunter2-pw", "Hunter2"):
+    for secret in SECRETS:
         assert secret not in caplog.text and secret not in message
-    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 2
-    assert all(f"127.0.0.1:{port}" in record.getMessage() for record in errors)
-    decision_json = json.loads(errors[0].getMessage().split("record: ", 1)[1])
-    assert decision_json["kind"] == "decision" and decision_json["decision"] == DECISION
-    assert decision_json["key"] == {"dag_id": "dag", "task_id": "summarize", "run_id": "manual__1", "map_index": 3,
-                                    "try_number": 2}
-    assert decision_json["ready_at"] == T0.isoformat()
-    completion_json = json.loads(errors[1].getMessage().split("record: ", 1)[1])
-    assert completion_json["record"] == RECORD and completion_json["failed_sources"] == ["watttime"]
+    assert all(f"127.0.0.1:{port}" in error for error in errors)
+    assert [logged_record(error) for error in errors] == [DECISION, COMPLETION]
     retries = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert len(retries) == 4  # two waits before each of the two failed writes' last attempt
     spooled = hook.spool().pending()
-    assert [path.name for path in spooled] == [re.search(r"kept in \S+/([^/ ]+\.json)", error.getMessage())[1]
-                                               for error in errors]
+    assert [path.name for path in spooled] == [re.search(r"kept in \S+/([^/ ]+\.json)", error)[1] for error in errors]
+    assert [parse_record(path.read_text()) for path in spooled] == [DECISION, COMPLETION]
     kept = [path.read_text() for path in spooled[0].parent.iterdir()]  # the records and store.txt
     assert f"postgresql://carbon:***@127.0.0.1:{port}/metrics\n" in kept  # store.txt, for humans
-    for secret in (PASSWORD, "s3cr%40t%2FHunter2-pw", "Hunter2"):
+    for secret in SECRETS:
         assert all(secret not in text for text in kept) and secret not in str(spooled[0])
 
 
@@ -171,15 +176,15 @@ def test_a_driver_error_that_echoes_the_dsn_is_redacted(monkeypatch, caplog):
     monkeypatch.setattr(CarbonMetricsHook, "_store_for", staticmethod(leaky_store))
     hook = CarbonMetricsHook(retry_wait_s=0)
     with caplog.at_level(logging.WARNING):
-        assert not hook.write_completion(KEY, RECORD)
+        assert not hook.write(COMPLETION)
         ok, message = hook.test_connection()
     assert not ok and "password=***" in message
     assert "cannot connect to postgresql://carbon:***@db.example/metrics" in caplog.text
-    for secret in (PASSWORD, "s3cr%40t%2FHunter2-pw", "Hunter2"):
+    for secret in SECRETS:
         assert secret not in caplog.text and secret not in message
 
 
-def test_retries_back_off_exponentially_from_half_a_second(monkeypatch, tmp_path):
+def test_retries_back_off_exponentially_from_half_a_second(monkeypatch):
     waits: list[float] = []
     original = Retrying.__init__
 
@@ -188,24 +193,24 @@ def test_retries_back_off_exponentially_from_half_a_second(monkeypatch, tmp_path
 
     monkeypatch.setattr(Retrying, "__init__", recording_init)
     monkeypatch.setenv(CONN_ENV, json.dumps({"conn_type": "carbon_metrics", "host": "db.example"}))
-    assert not write_decision(CarbonMetricsHook())
+    assert not CarbonMetricsHook().write(DECISION)
     assert waits == [0.5, 1.0]  # three attempts
 
 
-def test_a_transient_failure_is_retried(monkeypatch, tmp_path):
+def test_a_transient_failure_is_retried(monkeypatch):
     calls = []
-    original = MetricsStore.record_decision
+    original = MetricsStore.write
 
-    def flaky(self, *args, **kwargs):
-        calls.append(1)
+    def flaky(self, record):
+        calls.append(record)
         if len(calls) == 1:
             raise OSError("disk hiccup")
-        return original(self, *args, **kwargs)
+        return original(self, record)
 
-    monkeypatch.setattr(MetricsStore, "record_decision", flaky)
+    monkeypatch.setattr(MetricsStore, "write", flaky)
     hook = CarbonMetricsHook(retry_wait_s=0)
-    assert write_decision(hook) and len(calls) == 2
-    assert len(hook.get_store().rows()) == 1
+    assert hook.write(DECISION) and calls == [DECISION, DECISION]
+    assert len(hook.get_store().rows()) == 1 and hook.spool().pending() == []
 
 
 def test_one_store_per_url_in_the_process(monkeypatch, tmp_path):
@@ -218,23 +223,9 @@ def test_one_store_per_url_in_the_process(monkeypatch, tmp_path):
 def test_a_named_connection_that_is_missing_is_an_error_not_a_silent_fallback(caplog):
     hook = CarbonMetricsHook("metrics_prod", attempts=1)
     with caplog.at_level(logging.ERROR):
-        assert not write_decision(hook)
-    assert "metrics_prod" in caplog.text and '"kind": "decision"' in caplog.text
-
-
-async def _aurl(hook: CarbonMetricsHook) -> str:
-    return await hook.aurl()
-
-
-def test_the_async_lookup_resolves_the_same_url(monkeypatch, tmp_path):
-    import asyncio
-
-    monkeypatch.setenv(CONN_ENV, json.dumps({"conn_type": "sqlite", "host": f"{tmp_path}/x.db"}))
-    assert asyncio.run(_aurl(CarbonMetricsHook())) == f"sqlite:///{tmp_path}/x.db"
-    monkeypatch.delenv(CONN_ENV)
-    assert asyncio.run(_aurl(CarbonMetricsHook())) == f"sqlite:///{tmp_path}/airflow_home/carbon_metrics.db"
-    with pytest.raises(AirflowNotFoundException, match="'missing' is not defined"):
-        asyncio.run(_aurl(CarbonMetricsHook("missing")))
+        assert not hook.write(DECISION)
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert "metrics_prod" in error and logged_record(error) == DECISION
 
 
 def test_hook_metadata():
@@ -245,57 +236,66 @@ def test_hook_metadata():
     assert CarbonMetricsHook().carbon_metrics_conn_id == "carbon_metrics_default"
 
 
-def missing_dir_store(monkeypatch, tmp_path) -> str:
+def missing_dir_store(monkeypatch, tmp_path, conn_env: str = CONN_ENV) -> str:
     """A SQLite store in a directory that does not exist yet: SQLite cannot create the file, the store is down."""
-    monkeypatch.setenv(CONN_ENV, json.dumps({"conn_type": "sqlite", "host": f"{tmp_path}/missing-dir/metrics.db"}))
+    monkeypatch.setenv(conn_env, json.dumps({"conn_type": "sqlite", "host": f"{tmp_path}/missing-dir/metrics.db"}))
     return f"sqlite:///{tmp_path}/missing-dir/metrics.db"
 
 
-def test_a_store_that_is_down_gets_the_record_from_the_spool_once_it_answers(monkeypatch, tmp_path, caplog):
+def test_a_store_that_is_down_gets_the_record_from_the_spool_with_the_next_write(monkeypatch, tmp_path, caplog):
     url = missing_dir_store(monkeypatch, tmp_path)
     hook = CarbonMetricsHook(retry_wait_s=0)
     with caplog.at_level(logging.ERROR):
-        assert hook.write_completion(KEY, RECORD, served_by="csv", failed_sources=["watttime"]) is False
+        assert hook.write(COMPLETION) is False
     [path] = hook.spool().pending()
     assert path.parent.parent == tmp_path / "airflow_home" / "carbon_spool"
     assert (path.parent / "store.txt").read_text() == url + "\n"
     [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
-    assert f"the store at {url} was unreachable" in error and "the completion of" in error
-    assert str(path) in error and "airflow-carbon metrics --flush" in error
+    assert f"the store at {url} was unreachable" in error and "the completed record of" in error
+    assert str(path) in error and "`airflow-carbon metrics --flush`" in error
 
     (tmp_path / "missing-dir").mkdir()
-    other = TaskTryKey("dag", "tag", "manual__1")
-    assert hook.write_decision(other, region="DE", source="csv", policy="forecast", ready_at=T0, deadline=T0 + HOUR,
-                               decision=DECISION)
+    other = TaskTryRecord("dag", "tag", "manual__1", ready_at=T0)
+    assert hook.write(other)
     assert not path.exists() and hook.spool().pending() == []
-    rows = {row["task_id"]: row for row in MetricsStore(url).rows()}
-    assert set(rows) == {"summarize", "tag"} and rows["tag"]["state"] == DEFERRED
-    row = rows["summarize"]
-    assert (row["map_index"], row["try_number"], row["state"]) == (3, 2, COMPLETED)
-    assert row["served_by"] == "csv" and row["failed_sources"] == ["watttime"]
-    for name in COMPLETION_COLUMNS:
-        value = row[name].isoformat() if hasattr(row[name], "isoformat") else row[name]
-        assert value == RECORD[name], name
+    assert stored(MetricsStore(url)) == [COMPLETION, other]
+
+
+def test_the_flush_command_the_error_names_writes_what_was_kept(monkeypatch, tmp_path, caplog, capsys):
+    url = missing_dir_store(monkeypatch, tmp_path, "AIRFLOW_CONN_METRICS_PROD")
+    hook = CarbonMetricsHook("metrics_prod", retry_wait_s=0)
+    with caplog.at_level(logging.ERROR):
+        assert not hook.write(DECISION) and not hook.write(COMPLETION)
+    commands = {re.search(r"`(airflow-carbon [^`]+)`", record.getMessage())[1] for record in caplog.records
+                if record.levelno == logging.ERROR}
+    assert commands == {"airflow-carbon metrics --flush --conn-id metrics_prod"}
+    argv = shlex.split(commands.pop())[1:]
+    assert main(argv) == 1 and len(hook.spool().pending()) == 2  # still down: nothing lost
+    (tmp_path / "missing-dir").mkdir()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"2 spooled record(s) written to {url}; 0 remain")
+    assert hook.spool().pending() == [] and stored(MetricsStore(url)) == [BOTH]
 
 
 def test_a_record_that_cannot_be_spooled_either_is_logged_whole(monkeypatch, tmp_path, caplog):
     missing_dir_store(monkeypatch, tmp_path)
 
-    def disk_full(self, kind, key, fields):
+    def disk_full(self, record):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Spool, "put", disk_full)
     with caplog.at_level(logging.ERROR):
-        assert CarbonMetricsHook(retry_wait_s=0).write_completion(KEY, RECORD) is False
+        assert CarbonMetricsHook(retry_wait_s=0).write(COMPLETION) is False
     [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert "nor keep it in this host's spool" in error and "No space left on device" in error
-    assert json.loads(error.split("record: ", 1)[1])["record"] == RECORD
+    assert logged_record(error) == COMPLETION
 
 
 def test_a_replay_that_fails_never_fails_the_write(monkeypatch, tmp_path, caplog):
     missing_dir_store(monkeypatch, tmp_path)
     hook = CarbonMetricsHook(retry_wait_s=0)
-    assert not hook.write_completion(KEY, RECORD)
+    assert not hook.write(COMPLETION)
     (tmp_path / "missing-dir").mkdir()
 
     def broken(self, store):
@@ -303,6 +303,17 @@ def test_a_replay_that_fails_never_fails_the_write(monkeypatch, tmp_path, caplog
 
     monkeypatch.setattr(Spool, "replay", broken)
     with caplog.at_level(logging.WARNING):
-        assert write_decision(hook)
+        assert hook.write(DECISION)
     assert "replaying this host's spool" in caplog.text and "Permission denied" in caplog.text
     assert len(hook.spool().pending()) == 1  # kept for the next write
+
+
+def test_spooled_ready_at_reads_what_this_host_kept(monkeypatch, tmp_path):
+    missing_dir_store(monkeypatch, tmp_path)
+    hook = CarbonMetricsHook(retry_wait_s=0)
+    assert hook.spooled_ready_at("dag", "summarize", "manual__1", None) is None
+    assert not hook.write(replace(DECISION, ready_at=T0 + HOUR))
+    assert not hook.write(replace(DECISION, try_number=3, ready_at=T0 + 2 * HOUR))
+    assert hook.spooled_ready_at("dag", "summarize", "manual__1", None) == T0 + HOUR
+    assert hook.spooled_ready_at("dag", "summarize", "manual__1", 4) is None
+    assert CarbonMetricsHook("not_defined").spooled_ready_at("dag", "summarize", "manual__1", None) is None

@@ -6,20 +6,23 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from airflow_carbon.accounting import account
-from airflow_carbon.metrics import COMPLETED, DEFERRED, MetricsStore, Spool, TaskTryKey
-from airflow_carbon.metrics.store import COMPLETION_COLUMNS
-from airflow_carbon.planning.decision import Decision, Reason
-from tests.helpers import T0, series
+from airflow_carbon.metrics import COMPLETED, DEFERRED, FAILED, RUNNING, MetricsStore, Spool, TaskTryKey, TaskTryRecord
+from airflow_carbon.metrics.record import SCHEMA_VERSION
+from airflow_carbon.metrics.spool import parse_record
+from tests.helpers import T0
 
 HOUR = timedelta(hours=1)
 NAME = re.compile(r"^\d{20}-\d+-\d{6}-(decision|completion)\.json$")
+SPOOL_V1 = Path(__file__).with_name("fixtures") / "spool_v1"
 
 
 class SqliteStore:
@@ -54,124 +57,134 @@ def key(task_id: str = "summarize", map_index: int = -1, try_number: int = 1) ->
     return TaskTryKey("dag", task_id, "manual__1", map_index, try_number)
 
 
-def decision_fields(ready_at=T0) -> dict:
-    decision = Decision(policy="forecast", now=ready_at, start=ready_at + 2 * HOUR, deadline=ready_at + 4 * HOUR,
-                        reason=Reason.GREEN_WINDOW, expected_emissions_now_g=30.0,
-                        expected_emissions_at_start_g=10.0).to_dict()
-    return {"region": "DE", "source": "csv", "policy": "forecast", "ready_at": ready_at,
-            "deadline": ready_at + 4 * HOUR, "decision": decision, "signal": None, "served_by": "csv",
-            "failed_sources": [], "state": DEFERRED, "energy_kwh": 0.5}
+def decision(k: TaskTryKey | None = None, ready_at=T0, **changes) -> TaskTryRecord:
+    record = TaskTryRecord(
+        **asdict(k or key()), state=DEFERRED, region="DE", source="bundled:DE", served_by="bundled:DE",
+        policy="forecast", reason="green_window", ready_at=ready_at, deadline=ready_at + 4 * HOUR, energy_kwh=0.5,
+        decided_at=ready_at, planned_start=ready_at + 2 * HOUR, expected_emissions_now_g=30.0,
+        expected_emissions_at_start_g=10.0)
+    return replace(record, **changes)
 
 
-def job_record(ready_at=T0) -> dict:
-    return account(job_id="summarize", policy="forecast", reason="green_window", ready_at=ready_at,
-                   deadline=ready_at + 4 * HOUR, started_at=ready_at + 2 * HOUR, ended_at=ready_at + 3 * HOUR,
-                   energy_kwh=0.5, intensity=series([300, 250, 100, 120, 400], start=ready_at)).to_dict()
+def completion(k: TaskTryKey | None = None, ready_at=T0, **changes) -> TaskTryRecord:
+    record = TaskTryRecord(
+        **asdict(k or key()), state=COMPLETED, region="DE", source="bundled:DE", served_by="bundled:DE",
+        signal="replay of de_ci.csv", failed_sources=["conn:watttime_default: timeout"], policy="forecast",
+        reason="green_window", ready_at=ready_at, deadline=ready_at + 4 * HOUR, energy_kwh=0.4,
+        started_at=ready_at + 2 * HOUR, ended_at=ready_at + 3 * HOUR, delay_s=7200.0, intensity_g_per_kwh=100.0,
+        baseline_intensity_g_per_kwh=300.0, solar_kwh=0.0, grid_kwh=0.4, emissions_g=40.0,
+        baseline_emissions_g=120.0, saved_g=80.0, estimated=True)
+    return replace(record, **changes)
 
 
-def completion_fields(ready_at=T0) -> dict:
-    return {"record": job_record(ready_at), "signal": "csv", "served_by": "csv", "failed_sources": ["watttime"]}
+def stored(store: MetricsStore) -> list[TaskTryRecord]:
+    """The store's records, without the time the store wrote them."""
+    return [replace(record, updated_at=None) for record in store.records()]
 
 
-def assert_completed_as(row: dict, record: dict) -> None:
-    assert row["state"] == COMPLETED and row["failed_sources"] == ["watttime"]
-    for name in COMPLETION_COLUMNS:
-        expected = record[name]
-        assert (row[name].isoformat() if hasattr(row[name], "isoformat") else row[name]) == (
-            pytest.approx(expected) if isinstance(expected, float) else expected), name
-
-
-def test_names_sort_in_write_order_and_hold_the_fields_with_iso_datetimes(spool):
-    paths = [spool.put("decision" if i % 2 else "completion", key(try_number=i),
-                       decision_fields() if i % 2 else completion_fields()) for i in range(1, 41)]
+def test_names_sort_in_write_order_and_hold_the_record_with_its_version(spool):
+    records = [decision(key(try_number=i)) if i % 2 else completion(key(try_number=i)) for i in range(1, 41)]
+    paths = [spool.put(record) for record in records]
     assert spool.pending() == paths
     assert all(NAME.match(path.name) for path in paths)
+    assert [path.name.endswith("-decision.json") for path in paths] == [i % 2 == 1 for i in range(1, 41)]
     assert sorted(os.listdir(spool.directory)) == [path.name for path in paths]  # no temporary file left
     first = json.loads(paths[0].read_text())
-    assert first["kind"] == "decision" and first["key"]["try_number"] == 1
-    assert first["ready_at"] == T0.isoformat() and first["decision"]["start"] == (T0 + 2 * HOUR).isoformat()
+    assert set(first) == {"format", "record"} and first["format"] == 2
+    assert first["record"] == records[0].to_json() and first["record"]["version"] == SCHEMA_VERSION
+    assert first["record"]["ready_at"] == T0.isoformat()
+    assert [parse_record(path.read_text()) for path in paths] == records
+
+
+def test_a_failed_record_is_a_completion_and_a_running_one_a_decision(spool, sqlite):
+    failed = completion(state=FAILED, emissions_g=None, saved_g=None)
+    assert spool.put(failed).name.endswith("-completion.json")
+    assert spool.put(decision(state=RUNNING)).name.endswith("-decision.json")
+    assert spool.replay(sqlite.store) == (2, 0)
+    assert stored(sqlite.store) == [replace(failed, decided_at=T0, expected_emissions_now_g=30.0,
+                                            expected_emissions_at_start_g=10.0, planned_start=T0 + 2 * HOUR)]
 
 
 def test_a_put_that_fails_leaves_neither_a_record_nor_a_temporary_file(spool, monkeypatch):
-    spool.put("decision", key(), decision_fields())
+    spool.put(decision())
 
     def disk_full(source, target):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        spool.put("completion", key(), completion_fields())
+        spool.put(completion())
     assert [path.name for path in spool.directory.iterdir()] == [path.name for path in spool.pending()]
     assert len(spool.pending()) == 1
 
 
-def test_only_the_store_writers_fields_are_kept(spool):
-    with pytest.raises(ValueError, match="not the completion fields"):
-        spool.put("completion", key(), {**completion_fields(), "password": "x"})
-    with pytest.raises(ValueError, match="neither 'decision' nor 'completion'"):
-        spool.put("running", key(), decision_fields())
-    assert spool.pending() == []
-
-
 def test_replay_stops_when_the_store_goes_down_and_a_later_one_writes_each_record_once(spool, sqlite, monkeypatch):
-    records = {try_number: job_record(T0 + try_number * HOUR) for try_number in (1, 2, 3)}
-    paths = [spool.put("decision", key(try_number=n), decision_fields(T0 + n * HOUR)) for n in records]
-    paths += [spool.put("completion", key(try_number=n), completion_fields(T0 + n * HOUR)) for n in records]
-    original = MetricsStore.record_decision
+    tries = (1, 2, 3)
+    paths = [spool.put(decision(key(try_number=n), T0 + n * HOUR)) for n in tries]
+    paths += [spool.put(completion(key(try_number=n), T0 + n * HOUR)) for n in tries]
+    original = MetricsStore.write
 
-    def goes_down_after_one_write(self, *args, **kwargs):
-        original(self, *args, **kwargs)
+    def goes_down_after_one_write(self, record):
+        original(self, record)
         sqlite.down()
 
-    monkeypatch.setattr(MetricsStore, "record_decision", goes_down_after_one_write)
+    monkeypatch.setattr(MetricsStore, "write", goes_down_after_one_write)
     assert spool.replay(sqlite.store) == (1, 5)
     assert spool.pending() == paths[1:]
-    monkeypatch.setattr(MetricsStore, "record_decision", original)
+    monkeypatch.setattr(MetricsStore, "write", original)
 
     assert spool.replay(sqlite.store) == (0, 5)  # still down: nothing lost, nothing written
     sqlite.up()
     assert spool.replay(sqlite.store) == (5, 0)
     assert spool.replay(sqlite.store) == (0, 0) and not list(spool.directory.iterdir())
-    rows = sqlite.store.rows()
-    assert [row["try_number"] for row in rows] == [1, 2, 3]
-    for row in rows:
-        assert_completed_as(row, records[row["try_number"]])
-        assert row["planned_start"] == T0 + (row["try_number"] + 2) * HOUR  # the decision's own field is kept
+    # each completion, with its decision's own fields kept
+    assert stored(sqlite.store) == [
+        replace(completion(key(try_number=n), T0 + n * HOUR), decided_at=T0 + n * HOUR,
+                planned_start=T0 + (n + 2) * HOUR, expected_emissions_now_g=30.0, expected_emissions_at_start_g=10.0)
+        for n in tries]
 
 
 def test_a_replayed_decision_never_downgrades_a_completed_row(spool, sqlite):
-    record = job_record()
-    sqlite.store.record_completion(key(), record, signal="csv", served_by="csv", failed_sources=["watttime"])
-    spool.put("decision", key(), decision_fields())
+    sqlite.store.write(completion())
+    spool.put(decision(region="FR", served_by="conn:electricitymaps_default"))
     assert spool.replay(sqlite.store) == (1, 0)
-    [row] = sqlite.store.rows()
-    assert_completed_as(row, record)
-    assert row["planned_start"] == T0 + 2 * HOUR  # it gains only what it lacked
+    [record] = stored(sqlite.store)
+    assert record == replace(completion(), decided_at=T0, planned_start=T0 + 2 * HOUR,  # it gains what it lacked
+                             expected_emissions_now_g=30.0, expected_emissions_at_start_g=10.0)
 
 
 def test_a_corrupt_or_refused_file_is_set_aside_and_named_at_error(spool, sqlite, caplog):
-    good = spool.put("completion", key(), completion_fields())
-    spool.directory.joinpath("00000000000000000001-1-000000-completion.json").write_text('{"kind": "compl')
-    spool.directory.joinpath("00000000000000000002-1-000000-decision.json").write_text(
+    with sqlite.store.engine.begin() as connection:  # a store that answers and refuses one task's records
+        connection.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON carbon_task_try WHEN NEW.task_id = 'refused'"
+                                " BEGIN SELECT RAISE(ABORT, 'refused by a check'); END"))
+    good = spool.put(completion())
+    names = ["00000000000000000001-1-000000-completion.json", "00000000000000000002-1-000000-decision.json",
+             "00000000000000000003-1-000000-decision.json", "00000000000000000004-1-000000-decision.json"]
+    spool.directory.joinpath(names[0]).write_text('{"format": 2, "rec')
+    spool.directory.joinpath(names[1]).write_text(
         json.dumps({"format": 1, "kind": "decision", "key": {"dag_id": "dag"}, "region": "DE"}))
-    refused = spool.put("decision", key("tag"), {**decision_fields(), "ready_at": "the day before yesterday"})
+    spool.directory.joinpath(names[2]).write_text(
+        json.dumps({"format": 2, "record": decision(key("tag")).to_json() | {"ready_at": "the day before yesterday"}}))
+    spool.directory.joinpath(names[3]).write_text(json.dumps({"format": 3, "record": decision().to_json()}))
+    refused = spool.put(decision(key("refused")))
     with caplog.at_level(logging.ERROR):
         assert spool.replay(sqlite.store) == (1, 0)
-    assert not good.exists() and sqlite.store.rows()[0]["task_id"] == "summarize"
+    assert not good.exists() and [record.task_id for record in sqlite.store.records()] == ["summarize"]
     bad = sorted(path.name for path in spool.directory.glob("*.bad"))
-    assert bad == ["00000000000000000001-1-000000-completion.bad", "00000000000000000002-1-000000-decision.bad",
-                   refused.with_suffix(".bad").name]
+    assert bad == sorted(name.replace(".json", ".bad") for name in [*names, refused.name])
     errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
-    assert len(errors) == 3
-    assert "00000000000000000001-1-000000-completion.json" in errors[0] and "not JSON" in errors[0]
-    assert "00000000000000000002-1-000000-decision.json" in errors[1] and "key" in errors[1]
-    assert refused.name in errors[2] and "the day before yesterday" in errors[2]
+    assert len(errors) == 5
+    assert names[0] in errors[0] and "not JSON" in errors[0]
+    assert names[1] in errors[1] and "key" in errors[1]
+    assert names[2] in errors[2] and "'ready_at'" in errors[2] and "the day before yesterday" in errors[2]
+    assert names[3] in errors[3] and "format 3" in errors[3]
+    assert refused.name in errors[4] and "IntegrityError" in errors[4] and "refused by a check" in errors[4]
 
 
 def test_two_replays_at_once_write_each_record_once_and_neither_fails(spool, sqlite):
-    records = {n: job_record(T0 + n * HOUR) for n in range(1, 21)}
-    for n, record in records.items():
-        spool.put("completion", key(try_number=n), {**completion_fields(), "record": record})
+    records = [completion(key(try_number=n), T0 + n * HOUR) for n in range(1, 21)]
+    for record in records:
+        spool.put(record)
     results: list[tuple[int, int]] = []
     threads = [threading.Thread(target=lambda: results.append(Spool(spool.directory).replay(sqlite.store)))
                for _ in range(2)]
@@ -181,18 +194,15 @@ def test_two_replays_at_once_write_each_record_once_and_neither_fails(spool, sql
         thread.join()
     assert len(results) == 2 and all(remaining == 0 for _, remaining in results)
     assert sum(written for written, _ in results) >= 20 and spool.pending() == []
-    rows = sqlite.store.rows()
-    assert [row["try_number"] for row in rows] == list(records)
-    for row in rows:
-        assert_completed_as(row, records[row["try_number"]])
+    assert stored(sqlite.store) == records
 
 
 def test_earliest_ready_at_over_spooled_decisions_and_completions(spool):
     assert spool.earliest_ready_at("dag", "summarize", "manual__1", None) is None  # no directory yet
-    spool.put("decision", key(map_index=2, try_number=2), decision_fields(T0 + 3 * HOUR))
-    spool.put("completion", key(map_index=2), completion_fields(T0 + 2 * HOUR))
-    spool.put("decision", key(map_index=5), decision_fields(T0 + HOUR))
-    spool.put("decision", key("other"), decision_fields(T0))
+    spool.put(decision(key(map_index=2, try_number=2), T0 + 3 * HOUR))
+    spool.put(completion(key(map_index=2), T0 + 2 * HOUR))
+    spool.put(decision(key(map_index=5), T0 + HOUR))
+    spool.put(decision(key("other"), T0))
     spool.directory.joinpath("00000000000000000001-1-000000-decision.json").write_text("not json")
     assert spool.earliest_ready_at("dag", "summarize", "manual__1", 2) == T0 + 2 * HOUR
     assert spool.earliest_ready_at("dag", "summarize", "manual__1", None) == T0 + HOUR
@@ -200,3 +210,49 @@ def test_earliest_ready_at_over_spooled_decisions_and_completions(spool):
     assert spool.earliest_ready_at("dag", "summarize", "manual__2", None) is None
     assert spool.earliest_ready_at("dag", "other", "manual__1", -1) == T0
     assert spool.earliest_ready_at("dag", "summarize", "manual__1", 2).tzinfo is not None
+
+
+# -- format 1: the files the previous release spooled (fixtures/spool_v1, written by that release's code) --------
+
+V1_KEY = TaskTryKey("nightly_summaries", "summarize_logs", "scheduled__2024-06-01T00:00:00+00:00", 2, 1)
+V1_SHARED = {"region": "DE", "source": "conn:watttime_default", "served_by": "conn:electricitymaps_default",
+             "signal": "electricitymaps:DE", "failed_sources": ["conn:watttime_default: AuthError: 401 from WattTime"],
+             "policy": "forecast", "reason": "green_window", "ready_at": T0, "deadline": T0 + 4 * HOUR,
+             "planned_start": T0 + 2 * HOUR}
+V1_DECISION = TaskTryRecord(**asdict(V1_KEY), **V1_SHARED, state=DEFERRED, energy_kwh=0.5,
+                            decided_at=T0 + timedelta(minutes=1), expected_emissions_now_g=150.0,
+                            expected_emissions_at_start_g=50.0)
+V1_COMPLETION = TaskTryRecord(**asdict(V1_KEY), **V1_SHARED, state=COMPLETED, signal_kind="average", energy_kwh=0.4,
+                              started_at=T0 + 2 * HOUR, ended_at=T0 + 3 * HOUR, delay_s=7200.0,
+                              intensity_g_per_kwh=100.0, baseline_intensity_g_per_kwh=300.0, solar_kwh=0.0,
+                              grid_kwh=0.4, emissions_g=40.0, baseline_emissions_g=120.0, saved_g=80.0, estimated=True)
+
+
+def spool_v1(spool: Spool, *kinds: str) -> None:
+    """The fixture files of ``kinds``, in that order, as the previous release named them in its spool."""
+    spool.directory.mkdir(parents=True, exist_ok=True)
+    for i, kind in enumerate(kinds):
+        shutil.copy(SPOOL_V1 / f"{kind}.json", spool.directory / f"{i + 1:020d}-4242-{i:06d}-{kind}.json")
+
+
+def test_the_fixtures_are_format_1_files():
+    for kind in ("decision", "completion"):
+        payload = json.loads((SPOOL_V1 / f"{kind}.json").read_text())
+        assert payload["format"] == 1 and payload["kind"] == kind
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("decision", V1_DECISION), ("completion", V1_COMPLETION)])
+def test_a_format_1_file_replays_into_the_right_row(spool, sqlite, kind, expected):
+    spool_v1(spool, kind)
+    assert spool.earliest_ready_at(V1_KEY.dag_id, V1_KEY.task_id, V1_KEY.run_id, V1_KEY.map_index) == T0
+    assert spool.replay(sqlite.store) == (1, 0)
+    assert stored(sqlite.store) == [expected]
+
+
+@pytest.mark.parametrize("order", [("decision", "completion"), ("completion", "decision")])
+def test_a_format_1_decision_and_completion_replay_into_one_completed_row(spool, sqlite, order):
+    spool_v1(spool, *order)
+    assert spool.replay(sqlite.store) == (2, 0)
+    assert stored(sqlite.store) == [replace(V1_COMPLETION, decided_at=T0 + timedelta(minutes=1),
+                                            expected_emissions_now_g=150.0, expected_emissions_at_start_g=50.0)]
+

@@ -1,122 +1,230 @@
+"""The store's upserts, on SQLite and on a real PostgreSQL (Debian's, started by the test)."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.dialects import postgresql
 
-from airflow_carbon.accounting import account
-from airflow_carbon.metrics import COMPLETED, DEFERRED, MetricsStore, TaskTryKey, UnsupportedDialectError
-from airflow_carbon.metrics.store import completion_statement, decision_statement
-from airflow_carbon.planning.decision import Decision, Reason
-from tests.helpers import T0, series
+from airflow_carbon.metrics import (
+    COMPLETED,
+    DEFERRED,
+    FAILED,
+    RUNNING,
+    MetricsStore,
+    TaskTryKey,
+    TaskTryRecord,
+    UnsupportedDialectError,
+)
+from airflow_carbon.metrics.store import write_statement
+from tests.e2e.distributed import PostgresServer, postgres_bindir
+from tests.helpers import T0
 
 HOUR = timedelta(hours=1)
+BACKENDS = ["sqlite", "postgresql"]
 KEY = TaskTryKey("dag", "summarize", "manual__2024-06-01", map_index=-1, try_number=1)
+INSTANTS = ("ready_at", "deadline", "decided_at", "planned_start", "started_at", "ended_at", "updated_at")
+DECISION_ONLY = ("decided_at", "planned_start", "expected_emissions_now_g", "expected_emissions_at_start_g")
+COMPLETION_ONLY = ("started_at", "ended_at", "delay_s", "intensity_g_per_kwh", "baseline_intensity_g_per_kwh",
+                   "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g", "estimated")
+
+
+def decision(key: TaskTryKey = KEY, *, ready_at: datetime = T0, **changes) -> TaskTryRecord:
+    """A try that planned to wait two hours, served by a fallback after the configured source failed."""
+    record = TaskTryRecord(
+        **asdict(key), state=DEFERRED, region="DE", source="conn:watttime_default",
+        served_by="conn:electricitymaps_default", signal="electricitymaps:DE", signal_kind="average",
+        failed_sources=["conn:watttime_default: AuthError: 401"], policy="forecast", reason="green_window",
+        ready_at=ready_at, deadline=ready_at + 4 * HOUR, energy_kwh=0.5, decided_at=ready_at,
+        planned_start=ready_at + 2 * HOUR, expected_emissions_now_g=30.0, expected_emissions_at_start_g=10.0)
+    return replace(record, **changes)
+
+
+def completion(key: TaskTryKey = KEY, **changes) -> TaskTryRecord:
+    """What the try emitted, without the fields only its decision knew."""
+    record = TaskTryRecord(
+        **asdict(key), state=COMPLETED, region="FR", policy="forecast", reason="green_window", ready_at=T0,
+        deadline=T0 + 4 * HOUR, energy_kwh=0.4, started_at=T0 + 2 * HOUR, ended_at=T0 + 3 * HOUR, delay_s=7200.0,
+        intensity_g_per_kwh=100.0, baseline_intensity_g_per_kwh=300.0, solar_kwh=0.0, grid_kwh=0.4,
+        emissions_g=40.0, baseline_emissions_g=120.0, saved_g=80.0, estimated=True)
+    return replace(record, **changes)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    assert postgres_bindir(), "needs Debian's PostgreSQL: make test installs it"
+    server = PostgresServer(databases=())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def new_database(server: PostgresServer) -> str:
+    name = f"carbon_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return server.url(name)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres) -> str:
+    """One database for the module's tests, emptied before each: creating one per test is slow on a busy host."""
+    return new_database(postgres)
+
+
+@pytest.fixture(params=BACKENDS)
+def new_url(request: pytest.FixtureRequest, tmp_path) -> Callable[[], str]:
+    """Makes empty databases and gives their URLs: SQLite files, or databases on the module's PostgreSQL."""
+    if request.param == "sqlite":
+        return lambda: f"sqlite:///{tmp_path / uuid.uuid4().hex[:12]}.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return lambda: new_database(server)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[MetricsStore]:
+    if request.param == "sqlite":
+        store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    else:
+        store = MetricsStore(request.getfixturevalue("postgres_url"))
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM carbon_task_try"))
+    yield store
+    store.close()
 
 
 @pytest.fixture
-def store(tmp_path):
+def sqlite_store(tmp_path) -> Iterator[MetricsStore]:
     store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
     yield store
     store.close()
 
 
-def decision(now: datetime = T0, start: datetime = T0 + 2 * HOUR) -> dict:
-    return Decision(policy="forecast", now=now, start=start, deadline=T0 + 4 * HOUR, reason=Reason.GREEN_WINDOW,
-                    expected_emissions_now_g=30.0, expected_emissions_at_start_g=10.0).to_dict()
-
-
-def record_decision(store: MetricsStore, key: TaskTryKey = KEY, *, ready_at: datetime = T0, **kwargs) -> None:
-    fields = {"region": "DE", "source": "csv", "policy": "forecast", "ready_at": ready_at,
-              "deadline": T0 + 4 * HOUR, "decision": decision(now=ready_at)} | kwargs
-    store.record_decision(key, **fields)
-
-
-def job_record() -> dict:
-    return account(job_id="summarize", policy="forecast", reason="green_window", ready_at=T0, deadline=T0 + 4 * HOUR,
-                   started_at=T0 + 2 * HOUR, ended_at=T0 + 3 * HOUR, energy_kwh=0.5,
-                   intensity=series([300, 250, 100, 120, 400])).to_dict()
+def only_row(store: MetricsStore) -> dict:
+    [row] = store.rows()
+    return row
 
 
 def test_decision_then_completion_is_one_completed_row_with_aware_utc_datetimes(store):
-    record_decision(store, signal="co2_moer", served_by="watttime", failed_sources=["electricity_maps"])
-    [row] = store.rows()
-    assert row["state"] == DEFERRED
+    store.write(decision())
+    row = only_row(store)
+    assert row["state"] == DEFERRED and row["energy_kwh"] == 0.5 and row["started_at"] is None
     assert row["decided_at"] == T0 and row["planned_start"] == T0 + 2 * HOUR
     assert row["expected_emissions_now_g"] == 30.0 and row["expected_emissions_at_start_g"] == 10.0
-    assert row["reason"] == "green_window" and row["started_at"] is None
 
-    store.record_completion(KEY, job_record(), served_by="watttime")
-    [row] = store.rows()
-    record = job_record()
+    store.write(completion())
+    row = only_row(store)
     assert row["state"] == COMPLETED
-    for name in ("region", "policy", "reason", "delay_s", "intensity_g_per_kwh",
-                 "baseline_intensity_g_per_kwh", "energy_kwh", "solar_kwh", "grid_kwh", "emissions_g",
-                 "baseline_emissions_g", "saved_g", "estimated"):
-        assert row[name] == (pytest.approx(record[name]) if isinstance(record[name], float) else record[name]), name
-    assert row["ready_at"] == T0 and row["deadline"] == T0 + 4 * HOUR
-    assert row["started_at"] == T0 + 2 * HOUR and row["ended_at"] == T0 + 3 * HOUR
-    assert row["saved_g"] == pytest.approx(0.5 * 300 - 0.5 * 100)
-    # the decision's own fields, the signal and the failed sources survive the completion
-    assert row["planned_start"] == T0 + 2 * HOUR and row["expected_emissions_now_g"] == 30.0
-    assert row["signal"] == "co2_moer" and row["served_by"] == "watttime"
-    assert row["failed_sources"] == ["electricity_maps"]
-    for name in ("ready_at", "deadline", "decided_at", "planned_start", "started_at", "ended_at", "updated_at"):
+    for name in COMPLETION_ONLY:
+        assert row[name] == getattr(completion(), name), name
+    assert row["region"] == "FR" and row["energy_kwh"] == 0.4  # the completion's values win: energy used, not planned
+    # what only the decision knew survives the completion, which has none of it
+    for name in (*DECISION_ONLY, "source", "served_by", "signal", "signal_kind", "failed_sources"):
+        assert row[name] == getattr(decision(), name), name
+    for name in INSTANTS:
         assert row[name].tzinfo is not None and row[name].utcoffset() == timedelta(0), name
-    assert row["region"] == "TEST"  # from the record, not the decision
-    assert row["source"] == "csv"  # the record has none (""), so the decision's is kept
 
 
-def test_datetimes_round_trip_as_utc_whatever_the_input_zone(store):
+def test_records_read_back_equal_what_was_written(store):
+    written = [decision(), decision(replace(KEY, task_id="running"), state=RUNNING, failed_sources=[]),
+               completion(replace(KEY, task_id="failed"), state=FAILED, emissions_g=None, saved_g=None)]
+    for record in written:
+        store.write(record)
+    read = {record.task_id: record for record in store.records()}
+    assert set(read) == {"summarize", "running", "failed"}
+    for record in written:
+        assert replace(read[record.task_id], updated_at=None) == record
+        assert read[record.task_id].updated_at is not None
+
+
+def test_datetimes_round_trip_as_utc_whatever_the_input_zone(sqlite_store):
     paris = timezone(timedelta(hours=2))
-    record_decision(store, ready_at=datetime(2024, 6, 1, 2, 0, tzinfo=paris))
-    store.record_decision(TaskTryKey("dag", "naive", "r"), region="DE", source="csv", policy="forecast",
-                          ready_at=datetime(2024, 6, 1, 0, 0), deadline="2024-06-01T04:00:00Z", decision={})
-    rows = {row["task_id"]: row for row in store.rows()}
+    sqlite_store.write(decision(ready_at=datetime(2024, 6, 1, 2, 0, tzinfo=paris)))
+    sqlite_store.write(TaskTryRecord("dag", "naive", "r", ready_at=datetime(2024, 6, 1, 0, 0),
+                                     deadline=datetime(2024, 6, 1, 4, 0)))
+    rows = {row["task_id"]: row for row in sqlite_store.rows()}
     assert rows["summarize"]["ready_at"] == T0 and rows["summarize"]["ready_at"].tzinfo == UTC
     assert rows["naive"]["ready_at"] == T0 and rows["naive"]["deadline"] == T0 + 4 * HOUR
-    with store.engine.connect() as connection:  # SQLite holds naive UTC text, so text order is time order
+    with sqlite_store.engine.connect() as connection:  # SQLite holds naive UTC text, so text order is time order
         assert connection.execute(text("SELECT ready_at FROM carbon_task_try WHERE task_id = 'summarize'")
                                   ).scalar_one().startswith("2024-06-01 00:00:00")
 
 
-def test_writing_a_decision_twice_leaves_one_row_with_the_latest_plan(store):
-    record_decision(store)
-    later = decision(now=T0 + HOUR, start=T0 + 3 * HOUR)
-    record_decision(store, decision=later)
-    [row] = store.rows()
-    assert row["state"] == DEFERRED and row["planned_start"] == T0 + 3 * HOUR and row["decided_at"] == T0 + HOUR
+def test_writing_a_decision_again_leaves_one_row_with_the_latest_plan(store):
+    store.write(decision())
+    store.write(decision(decided_at=T0 + HOUR, planned_start=T0 + 3 * HOUR, state=RUNNING,
+                         served_by="conn:watttime_default"))
+    row = only_row(store)
+    assert row["state"] == RUNNING and row["planned_start"] == T0 + 3 * HOUR and row["decided_at"] == T0 + HOUR
+    assert row["served_by"] == "conn:watttime_default"
 
 
-def test_writing_a_completion_twice_leaves_one_row(store):
-    store.record_completion(KEY, job_record())
-    store.record_completion(KEY, job_record())
-    [row] = store.rows()
-    assert row["state"] == COMPLETED and row["emissions_g"] == pytest.approx(50.0)
+def test_a_missing_value_never_overwrites_a_known_one(store):
+    store.write(decision())
+    store.write(decision(served_by=None, signal="", failed_sources=[], expected_emissions_now_g=None,
+                         planned_start=T0 + 3 * HOUR))
+    row = only_row(store)
+    assert row["served_by"] == "conn:electricitymaps_default" and row["signal"] == "electricitymaps:DE"
+    assert row["failed_sources"] == ["conn:watttime_default: AuthError: 401"]
+    assert row["expected_emissions_now_g"] == 30.0 and row["planned_start"] == T0 + 3 * HOUR
+    store.write(completion(reason=None, served_by="bundled:DE"))
+    row = only_row(store)
+    assert row["reason"] == "green_window" and row["served_by"] == "bundled:DE"
+
+
+def test_writing_a_completion_twice_leaves_the_same_row(store):
+    def write() -> None:
+        with store.engine.begin() as connection:
+            connection.execute(write_statement(store.engine.dialect.name, completion(), now=T0 + 3 * HOUR))
+
+    write()
+    first = store.rows()
+    write()
+    assert store.rows() == first
+    row = only_row(store)
+    assert row["state"] == COMPLETED and row["emissions_g"] == 40.0 and row["updated_at"] == T0 + 3 * HOUR
     assert row["failed_sources"] == [] and row["planned_start"] is None
 
 
-def test_a_late_decision_does_not_downgrade_a_completed_row(store):
-    store.record_completion(KEY, job_record(), served_by="csv")
-    record_decision(store, region="FR", served_by="watttime", failed_sources=["uk"])
-    [row] = store.rows()
-    assert row["state"] == COMPLETED
-    assert row["region"] == "TEST" and row["served_by"] == "csv" and row["failed_sources"] == []
-    assert row["started_at"] == T0 + 2 * HOUR and row["emissions_g"] == pytest.approx(50.0)
-    # fields only the decision knows are filled in, since the completed row lacked them
+@pytest.mark.parametrize("state", [COMPLETED, FAILED])
+def test_a_late_decision_does_not_take_a_finished_row_back(store, state):
+    store.write(completion(state=state, served_by="bundled:DE"))
+    store.write(decision(region="DE", served_by="conn:electricitymaps_default", state=RUNNING))
+    row = only_row(store)
+    assert row["state"] == state
+    assert row["region"] == "FR" and row["served_by"] == "bundled:DE" and row["energy_kwh"] == 0.4
+    assert row["started_at"] == T0 + 2 * HOUR and row["emissions_g"] == 40.0
+    # fields the finished row lacked are filled in
     assert row["planned_start"] == T0 + 2 * HOUR and row["expected_emissions_at_start_g"] == 10.0
+    assert row["source"] == "conn:watttime_default"
+
+
+def test_a_failed_try_is_finished_and_a_later_completion_rewrites_it(store):
+    store.write(decision())
+    store.write(completion(state=FAILED, emissions_g=None, saved_g=None))
+    assert only_row(store)["state"] == FAILED and only_row(store)["emissions_g"] is None
+    store.write(completion())
+    row = only_row(store)
+    assert row["state"] == COMPLETED and row["emissions_g"] == 40.0 and row["planned_start"] == T0 + 2 * HOUR
 
 
 def test_each_try_has_its_own_row(store):
-    record_decision(store)
-    retry = TaskTryKey(KEY.dag_id, KEY.task_id, KEY.run_id, KEY.map_index, try_number=2)
-    record_decision(store, retry, ready_at=T0 + HOUR)
-    store.record_completion(retry, job_record())
+    store.write(decision())
+    retry = replace(KEY, try_number=2)
+    store.write(decision(retry, ready_at=T0 + HOUR))
+    store.write(completion(retry))
     assert [(row["try_number"], row["state"]) for row in store.rows()] == [(1, DEFERRED), (2, COMPLETED)]
 
 
@@ -124,9 +232,9 @@ def test_earliest_ready_at_spans_tries_and_mapped_instances(store):
     assert store.earliest_ready_at("dag", "summarize", KEY.run_id, -1) is None
     for map_index, try_number, ready_at in [(0, 1, T0 + HOUR), (0, 2, T0 + 3 * HOUR), (1, 1, T0 + 2 * HOUR),
                                             (1, 2, T0 + 30 * timedelta(minutes=1))]:
-        record_decision(store, TaskTryKey("dag", "summarize", KEY.run_id, map_index, try_number), ready_at=ready_at)
-    record_decision(store, TaskTryKey("dag", "summarize", "other_run", 0, 1), ready_at=T0)
-    record_decision(store, TaskTryKey("dag", "other_task", KEY.run_id, 0, 1), ready_at=T0)
+        store.write(decision(TaskTryKey("dag", "summarize", KEY.run_id, map_index, try_number), ready_at=ready_at))
+    store.write(decision(TaskTryKey("dag", "summarize", "other_run", 0, 1), ready_at=T0))
+    store.write(decision(TaskTryKey("dag", "other_task", KEY.run_id, 0, 1), ready_at=T0))
     assert store.earliest_ready_at("dag", "summarize", KEY.run_id, 0) == T0 + HOUR
     assert store.earliest_ready_at("dag", "summarize", KEY.run_id, 1) == T0 + 30 * timedelta(minutes=1)
     earliest = store.earliest_ready_at("dag", "summarize", KEY.run_id, None)
@@ -134,15 +242,14 @@ def test_earliest_ready_at_spans_tries_and_mapped_instances(store):
     assert store.earliest_ready_at("dag", "summarize", KEY.run_id, 7) is None
 
 
-def test_rows_filter_by_dag_task_run_and_state(store):
-    record_decision(store, TaskTryKey("a", "t1", "r1"))
-    record_decision(store, TaskTryKey("a", "t2", "r1"))
-    record_decision(store, TaskTryKey("a", "t1", "r2"))
-    record_decision(store, TaskTryKey("b", "t1", "r1"))
-    store.record_completion(TaskTryKey("a", "t2", "r1"), job_record())
+def test_rows_filter_by_dag_task_run_and_state(sqlite_store):
+    for key in (TaskTryKey("a", "t1", "r1"), TaskTryKey("a", "t2", "r1"), TaskTryKey("a", "t1", "r2"),
+                TaskTryKey("b", "t1", "r1")):
+        sqlite_store.write(decision(key))
+    sqlite_store.write(completion(TaskTryKey("a", "t2", "r1")))
 
     def keys(**filters):
-        return [(row["dag_id"], row["task_id"], row["run_id"]) for row in store.rows(**filters)]
+        return [(row["dag_id"], row["task_id"], row["run_id"]) for row in sqlite_store.rows(**filters)]
 
     assert len(keys()) == 4
     assert keys(dag_id="a") == [("a", "t1", "r1"), ("a", "t1", "r2"), ("a", "t2", "r1")]
@@ -150,11 +257,11 @@ def test_rows_filter_by_dag_task_run_and_state(store):
     assert keys(run_id="r1", task_id="t1") == [("a", "t1", "r1"), ("b", "t1", "r1")]
     assert keys(state=COMPLETED) == [("a", "t2", "r1")]
     assert keys(dag_id="b", state=COMPLETED) == []
-    assert all(isinstance(row, dict) for row in store.rows())
+    assert [record.key for record in sqlite_store.records(state=COMPLETED)] == [TaskTryKey("a", "t2", "r1")]
 
 
-def test_a_second_store_on_the_same_file_sees_the_rows_and_wal_is_on(store, tmp_path):
-    record_decision(store)
+def test_a_second_store_on_the_same_file_sees_the_rows_and_wal_is_on(sqlite_store, tmp_path):
+    sqlite_store.write(decision())
     other = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
     try:
         assert len(other.rows()) == 1
@@ -174,16 +281,14 @@ def test_unsupported_dialects_are_refused_without_showing_the_password(tmp_path)
     with pytest.raises(UnsupportedDialectError, match="oracle"):
         MetricsStore.from_engine(engine)
     assert not (tmp_path / "x.db").exists()  # refused before touching the database
-    with pytest.raises(UnsupportedDialectError):
-        decision_statement("mssql", KEY, region=None, source=None, policy=None, ready_at=None, deadline=None,
-                           decision={})
+    with pytest.raises(UnsupportedDialectError, match="mssql"):
+        write_statement("mssql", decision())
 
 
 def test_from_engine_wraps_a_configured_engine(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'own.db'}")
-    store = MetricsStore.from_engine(engine)
+    store = MetricsStore.from_engine(create_engine(f"sqlite:///{tmp_path / 'own.db'}"))
     try:
-        record_decision(store)
+        store.write(decision())
         assert len(store.rows()) == 1
         store.ping()
     finally:
@@ -191,18 +296,15 @@ def test_from_engine_wraps_a_configured_engine(tmp_path):
 
 
 def test_postgres_statements_are_atomic_upserts_on_the_primary_key():
-    dialect = postgresql.dialect()
-    for stmt in (decision_statement("postgresql", KEY, region="DE", source="csv", policy="forecast", ready_at=T0,
-                                    deadline=T0, decision=decision()),
-                 completion_statement("postgresql", KEY, job_record())):
-        sql = str(stmt.compile(dialect=dialect))
+    for record in (decision(), completion()):
+        sql = str(write_statement("postgresql", record).compile(dialect=postgresql.dialect()))
         assert sql.startswith("INSERT INTO carbon_task_try")
         assert "ON CONFLICT (dag_id, task_id, run_id, map_index, try_number) DO UPDATE" in sql
 
 
-def test_concurrent_writers_end_with_one_row_per_try(tmp_path):
+def test_concurrent_writers_end_with_one_row_per_try(new_url):
     """Two writers, each with its own engine as two processes would have, racing on the same keys."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    url = new_url()
     errors: list[BaseException] = []
     tries = 40
     barrier = threading.Barrier(2)
@@ -210,13 +312,13 @@ def test_concurrent_writers_end_with_one_row_per_try(tmp_path):
     def writer(worker: int) -> None:
         try:
             barrier.wait()
-            store = MetricsStore(url)  # both create the table at once
+            store = MetricsStore(url)  # both bring the new database to the current schema at once
             try:
                 for i in range(tries):
                     key = TaskTryKey("dag", f"task{i % 10}", "run", map_index=i, try_number=1)
-                    record_decision(store, key)
-                    store.record_completion(key, job_record(), served_by=f"writer{worker}")
-                    record_decision(store, key)  # late: must not downgrade
+                    store.write(decision(key))
+                    store.write(completion(key, served_by=f"writer{worker}"))
+                    store.write(decision(key, state=RUNNING))  # late: must not take the row back
             finally:
                 store.close()
         except BaseException as error:
@@ -235,6 +337,7 @@ def test_concurrent_writers_end_with_one_row_per_try(tmp_path):
         reader.close()
     assert len(rows) == tries
     assert {row["state"] for row in rows} == {COMPLETED}
+    assert {row["served_by"] for row in rows} <= {"writer0", "writer1"}
 
 
 def test_the_store_never_imports_airflow():

@@ -1,0 +1,222 @@
+"""What the Carbon pages show, read from the metrics store: pure SQLAlchemy, no Airflow.
+
+Every function takes the DAGs the caller may read (``dag_ids``; None means no restriction, for
+tests and scripts) and never returns a row of another DAG. Aggregates run in the database, so a
+year of task tries is not loaded into the API server to draw one chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+
+from airflow_carbon.metrics.record import COMPLETED, DEFERRED, DERIVED_FIELDS, RUN_FIELDS, WAITING_FIELDS
+from airflow_carbon.metrics.store import TABLE, row_dict
+
+#: A try whose decision is unknown counts as delayed when it started this much after it became ready.
+DELAYED_AFTER_S = 60.0
+DEFAULT_TASK_LIMIT = 1000
+MAX_TASK_LIMIT = 10000
+
+HISTORY_COLUMNS = ("dag_id", "day", "tasks_run", "delayed", "forced_by_deadline", "served_by_fallback", "energy_kwh",
+                   "emissions_g", "baseline_emissions_g", "saved_g", "saved_pct")
+TASK_COLUMNS = RUN_FIELDS
+DEFERRED_COLUMNS = (*WAITING_FIELDS, *DERIVED_FIELDS)
+
+T = TABLE.c
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the history and the task list are narrowed to; ``start`` and ``end`` are UTC days, both included."""
+
+    dag_id: str | None = None
+    task_id: str | None = None
+    region: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(f"end {self.end.isoformat()} is before start {self.start.isoformat()}")
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+# -- expressions ---------------------------------------------------------------------------------
+
+def _utc_day(column: ColumnElement[Any], dialect_name: str) -> ColumnElement[str]:
+    """The UTC day of an instant as ``YYYY-MM-DD`` text (SQLite holds naive UTC, PostgreSQL timestamptz)."""
+    # Literals, not bound parameters: the same expression must read the same in SELECT and GROUP BY.
+    if dialect_name == "postgresql":
+        return func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column("'YYYY-MM-DD'"))
+    return func.strftime(literal_column("'%Y-%m-%d'"), column)
+
+
+#: When a completed try counts for a day: when it started (its emissions), else when it became ready.
+_run_at = func.coalesce(T.started_at, T.ready_at)
+
+#: It decided to wait; when the decision was not recorded, it started well after it became ready.
+_DELAYED = or_(T.planned_start > T.decided_at,
+               and_(or_(T.planned_start.is_(None), T.decided_at.is_(None)), T.delay_s > DELAYED_AFTER_S))
+
+_FAILED_ANY = func.coalesce(cast(T.failed_sources, String), "[]").not_in(["[]", "null"])
+
+#: Served by another source than the task's own, or some source failed on the way.
+_FALLBACK = or_(and_(T.served_by.is_not(None), T.served_by != T.source), _FAILED_ANY)
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _total(column: ColumnElement[Any]) -> ColumnElement[float]:
+    return func.coalesce(func.sum(column), 0.0)
+
+
+def _readable(dag_ids: Collection[str] | None) -> ColumnElement[bool] | None:
+    if dag_ids is None:
+        return None
+    return T.dag_id.in_(sorted(dag_ids)) if dag_ids else false()
+
+
+def _where(dag_ids: Collection[str] | None, filters: Filters | None) -> list[ColumnElement[bool]]:
+    conditions = [c for c in (_readable(dag_ids),) if c is not None]
+    filters = filters or Filters()
+    for name in ("dag_id", "task_id", "region"):
+        value = getattr(filters, name)
+        if value:
+            conditions.append(T[name] == value)
+    if filters.start:
+        conditions.append(_run_at >= _day_start(filters.start))
+    if filters.end:
+        conditions.append(_run_at < _day_start(filters.end + timedelta(days=1)))
+    return conditions
+
+
+# -- queries -------------------------------------------------------------------------------------
+
+def deferred(engine: Engine, dag_ids: Collection[str] | None, now: datetime, *, dag_id: str | None = None,
+             task_id: str | None = None) -> list[dict[str, Any]]:
+    """Tries waiting for a cleaner grid, soonest planned start first.
+
+    A try that a later try of the same task instance superseded (it failed while deferred, the
+    task was cleared) is left out.
+    """
+    newer = TABLE.alias("newer")
+    superseded = exists().where(newer.c.dag_id == T.dag_id, newer.c.task_id == T.task_id,
+                                newer.c.run_id == T.run_id, newer.c.map_index == T.map_index,
+                                newer.c.try_number > T.try_number)
+    query = (select(TABLE)
+             .where(T.state == DEFERRED, ~superseded, *_where(dag_ids, Filters(dag_id=dag_id, task_id=task_id)))
+             .order_by(T.planned_start, T.dag_id, T.task_id, T.run_id, T.map_index))
+    with engine.connect() as connection:
+        rows = [row_dict(row) for row in connection.execute(query).mappings()]
+    return [{name: row.get(name) for name in WAITING_FIELDS} | _derived(row, now) for row in rows]
+
+
+def _derived(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Intensity now, expected saving, time waited and left, from a row's stored fields."""
+    energy, now_g = row.get("energy_kwh"), row.get("expected_emissions_now_g")
+    later_g, ready_at, deadline = row.get("expected_emissions_at_start_g"), row.get("ready_at"), row.get("deadline")
+    return {
+        "current_intensity_g_per_kwh": now_g / energy if now_g is not None and energy else None,
+        "expected_saving_g": now_g - later_g if now_g is not None and later_g is not None else None,
+        "waited_s": max((now - ready_at).total_seconds(), 0.0) if ready_at else None,
+        "remaining_s": max((deadline - now).total_seconds(), 0.0) if deadline else None,
+    }
+
+
+def history(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | None = None
+            ) -> list[dict[str, Any]]:
+    """Completed tries per DAG and UTC day (the day each started): counts, energy, emissions and savings."""
+    day = _utc_day(_run_at, engine.dialect.name).label("day")
+    query = (
+        select(
+            T.dag_id, day,
+            func.count().label("tasks_run"),
+            _count(_DELAYED).label("delayed"),
+            _count(T.reason == "deadline").label("forced_by_deadline"),
+            _count(_FALLBACK).label("served_by_fallback"),
+            _total(T.energy_kwh).label("energy_kwh"),
+            _total(T.emissions_g).label("emissions_g"),
+            _total(T.baseline_emissions_g).label("baseline_emissions_g"),
+            _total(T.saved_g).label("saved_g"),
+            # The saving's own baseline: tries the signal did not cover have no saving to weigh.
+            _total(case((T.saved_g.is_not(None), T.baseline_emissions_g))).label("saved_base_g"),
+        )
+        .where(T.state == COMPLETED, *_where(dag_ids, filters))
+        .group_by(T.dag_id, day)
+        .order_by(day, T.dag_id)
+    )
+    with engine.connect() as connection:
+        rows = [row_dict(row) for row in connection.execute(query).mappings()]
+    out = []
+    for row in rows:
+        base = row.pop("saved_base_g")
+        out.append({name: row.get(name) for name in HISTORY_COLUMNS if name != "saved_pct"}
+                   | {"saved_pct": 100.0 * row["saved_g"] / base if base else None})
+    return out
+
+
+def history_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The history as CSV, one line per DAG and day, empty cells for unknown values."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({name: "" if row.get(name) is None else row[name] for name in HISTORY_COLUMNS})
+    return buffer.getvalue()
+
+
+def tasks(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | None = None,
+          limit: int = DEFAULT_TASK_LIMIT) -> list[dict[str, Any]]:
+    """Completed tries for charts: the most recent ``limit`` (by start), returned oldest first."""
+    limit = max(1, min(int(limit), MAX_TASK_LIMIT))
+    query = (select(*(T[name] for name in TASK_COLUMNS))
+             .where(T.state == COMPLETED, *_where(dag_ids, filters))
+             .order_by(_run_at.desc(), T.dag_id, T.task_id, T.run_id, T.map_index, T.try_number)
+             .limit(limit))
+    with engine.connect() as connection:
+        rows = [row_dict(row) for row in connection.execute(query).mappings()]
+    return rows[::-1]
+
+
+def decision(engine: Engine, dag_ids: Collection[str] | None, dag_id: str, run_id: str, task_id: str,
+             map_index: int, now: datetime) -> list[dict[str, Any]]:
+    """Every try of one task instance, first try first, with the derived fields of ``deferred``."""
+    query = (select(TABLE)
+             .where(T.dag_id == dag_id, T.run_id == run_id, T.task_id == task_id, T.map_index == map_index,
+                    *_where(dag_ids, None))
+             .order_by(T.try_number))
+    with engine.connect() as connection:
+        rows = [row_dict(row) for row in connection.execute(query).mappings()]
+    return [row | _derived(row, now) for row in rows]
+
+
+def source_in_use(engine: Engine, dag_ids: Collection[str] | None, name: str) -> bool:
+    """Whether a task of these DAGs named ``name`` as its signal source or was served by it."""
+    query = select(exists().where(or_(T.source == name, T.served_by == name), *_where(dag_ids, None)))
+    with engine.connect() as connection:
+        return bool(connection.execute(query).scalar())

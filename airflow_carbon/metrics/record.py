@@ -1,0 +1,208 @@
+"""The one schema of a task try's record: what it decided and, once it ran, what it emitted and saved.
+
+XCom, the spool files, the metrics store's columns, the JSON API and the pages all take their
+fields from ``TaskTryRecord``. Adding a field is a field here (with its phase) plus a migration in
+``metrics/migrations``. Three fields name where figures came from, each meaning one thing:
+``source`` is the source the task was configured with, ``served_by`` the source that answered (a
+fallback when the first failed), and ``signal`` the origin of the intensity series it was
+accounted on (``watttime:co2_moer``, ``replay of de_ci.csv``).
+
+Pure: no Airflow, no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from airflow_carbon.errors import CarbonError
+from airflow_carbon.units import parse_instant
+
+#: The version of this schema, written into every record's JSON and spool file.
+SCHEMA_VERSION = 2
+
+DEFERRED = "deferred"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+#: A row in one of these states has its completion fields; a late decision never takes it back.
+FINISHED_STATES = (COMPLETED, FAILED)
+STATES = (DEFERRED, RUNNING, *FINISHED_STATES)
+
+#: Which write sets a field: the key identifies the try; ``decision`` fields are written when the try
+#: plans; ``completion`` fields when it has run; ``shared`` fields by both (the completion's value wins).
+Phase = Literal["key", "meta", "shared", "decision", "completion"]
+
+
+class InvalidRecordError(CarbonError, ValueError):
+    """JSON that is not a task try's record; the message names the field."""
+
+
+KEY: Phase = "key"
+META: Phase = "meta"
+SHARED: Phase = "shared"
+DECISION: Phase = "decision"
+COMPLETION: Phase = "completion"
+
+
+@dataclass(frozen=True)
+class TaskTryKey:
+    """Identifies one try of one task instance, the store's primary key."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+    try_number: int = 1
+
+
+@dataclass(frozen=True)
+class TaskTryRecord:
+    """One try of a carbon-aware task instance, waiting or done; units are in the names."""
+
+    dag_id: Annotated[str, KEY]  #: DAG id
+    task_id: Annotated[str, KEY]  #: task id
+    run_id: Annotated[str, KEY]  #: DAG run id
+    map_index: Annotated[int, KEY] = -1  #: map index, -1 when not mapped
+    try_number: Annotated[int, KEY] = 1  #: try number
+    state: Annotated[str, META] = DEFERRED  #: deferred, running, completed or failed
+    region: Annotated[str | None, SHARED] = None  #: grid region of the signal
+    source: Annotated[str | None, SHARED] = None  #: the signal source the task was configured with
+    served_by: Annotated[str | None, SHARED] = None  #: the source that answered: the configured one or a fallback
+    signal: Annotated[str | None, SHARED] = None  #: origin of the intensity series the figures come from
+    signal_kind: Annotated[str | None, SHARED] = None  #: marginal or average emissions rate; None when unknown
+    failed_sources: Annotated[list[str], SHARED] = field(default_factory=list)  #: each with its error
+    policy: Annotated[str | None, SHARED] = None  #: planning policy
+    reason: Annotated[str | None, SHARED] = None  #: why it ran when it did
+    ready_at: Annotated[datetime | None, SHARED] = None  #: when the task instance first became ready
+    deadline: Annotated[datetime | None, SHARED] = None  #: when it had to run at the latest
+    energy_kwh: Annotated[float | None, SHARED] = None  #: planned energy while it waits, energy used once done
+    decided_at: Annotated[datetime | None, DECISION] = None  #: when the last plan was made
+    planned_start: Annotated[datetime | None, DECISION] = None  #: the start the plan chose
+    expected_emissions_now_g: Annotated[float | None, DECISION] = None  #: expected emissions of running at decided_at
+    expected_emissions_at_start_g: Annotated[float | None, DECISION] = None  #: expected emissions at planned_start
+    started_at: Annotated[datetime | None, COMPLETION] = None  #: when the work started
+    ended_at: Annotated[datetime | None, COMPLETION] = None  #: when the work ended
+    delay_s: Annotated[float | None, COMPLETION] = None  #: started_at - ready_at
+    intensity_g_per_kwh: Annotated[float | None, COMPLETION] = None  #: mean intensity while it ran
+    baseline_intensity_g_per_kwh: Annotated[float | None, COMPLETION] = None  #: mean intensity had it run when ready
+    solar_kwh: Annotated[float | None, COMPLETION] = None  #: on-site solar energy it used
+    grid_kwh: Annotated[float | None, COMPLETION] = None  #: energy_kwh - solar_kwh
+    emissions_g: Annotated[float | None, COMPLETION] = None  #: grid emissions of the run
+    baseline_emissions_g: Annotated[float | None, COMPLETION] = None  #: emissions had it run when ready
+    saved_g: Annotated[float | None, COMPLETION] = None  #: baseline_emissions_g - emissions_g
+    estimated: Annotated[bool | None, COMPLETION] = None  #: true unless every input was measured
+    updated_at: Annotated[datetime | None, META] = None  #: when the store last wrote the row
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise InvalidRecordError(f"state {self.state!r} is not one of {', '.join(STATES)}")
+
+    @property
+    def key(self) -> TaskTryKey:
+        return TaskTryKey(self.dag_id, self.task_id, self.run_id, self.map_index, self.try_number)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON types only (instants as ISO 8601), with the schema's version and the ``job_id`` XCom has always had."""
+        values = {name: _to_json(getattr(self, name)) for name in FIELD_NAMES}
+        return {"version": SCHEMA_VERSION, "job_id": f"{self.dag_id}.{self.task_id}", **values}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TaskTryRecord:
+        """The inverse of ``to_json``; unknown keys are ignored (derived ones such as ``job_id``), bad values named."""
+        if not isinstance(data, Mapping):
+            raise InvalidRecordError(f"a record is a JSON object, not {type(data).__name__}")
+        version = data.get("version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise InvalidRecordError(f"record version {version!r} is not {SCHEMA_VERSION}")
+        return cls.from_values(data)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> TaskTryRecord:
+        """A record from a store row or JSON: each known field parsed to its type, naive instants read as UTC."""
+        parsed: dict[str, Any] = {}
+        for name, kind in FIELD_TYPES.items():
+            if name not in values:
+                continue
+            try:
+                parsed[name] = _parse(kind, values[name])
+            except (TypeError, ValueError) as error:
+                raise InvalidRecordError(f"field {name!r}: {error}") from None
+        missing = [name for name in KEY_FIELDS[:3] if not parsed.get(name)]
+        if missing:
+            raise InvalidRecordError(f"field {missing[0]!r} is missing")
+        return cls(**parsed)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return list(value)
+    if callable(getattr(value, "item", None)):  # numpy scalars, which json.dumps refuses
+        return value.item()
+    return value
+
+
+def _base_type(annotation: Any) -> Any:
+    """``float`` for ``float | None``; ``list`` for ``list[str]``."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return _base_type(args[0])
+    return typing.get_origin(annotation) or annotation
+
+
+def _parse(kind: Any, value: Any) -> Any:
+    if value is None:
+        return [] if kind is list else None
+    if kind is datetime:
+        return parse_instant(value, naive_is_utc=True)
+    if kind is bool:
+        if not isinstance(value, bool | int):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return bool(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise TypeError(f"expected a list of strings, got {value!r}")
+        return list(value)
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+_HINTS = typing.get_type_hints(TaskTryRecord, include_extras=True)
+FIELD_NAMES = tuple(f.name for f in fields(TaskTryRecord))
+FIELD_TYPES: dict[str, Any] = {name: _base_type(typing.get_args(_HINTS[name])[0]) for name in FIELD_NAMES}
+FIELD_PHASES: dict[str, Phase] = {name: typing.get_args(_HINTS[name])[1] for name in FIELD_NAMES}
+KEY_FIELDS = tuple(name for name in FIELD_NAMES if FIELD_PHASES[name] == "key")
+
+
+def phase_fields(*phases: Phase) -> tuple[str, ...]:
+    return tuple(name for name in FIELD_NAMES if FIELD_PHASES[name] in phases)
+
+
+#: The views of a record the Carbon API answers with, and the columns its queries read: a field added
+#: above reaches the full view (``TaskTry``) by itself, and a narrower view when it is named here.
+SUMMARY_FIELDS = (*KEY_FIELDS, "region", "source", "served_by", "policy", "reason", "ready_at", "deadline",
+                  "planned_start")
+WAITING_FIELDS = (*SUMMARY_FIELDS, "expected_emissions_now_g", "expected_emissions_at_start_g")
+RUN_FIELDS = (*SUMMARY_FIELDS, "energy_kwh", *phase_fields(COMPLETION))
+#: Figures a waiting row is shown with, derived from its fields at the time of asking.
+DERIVED_FIELDS: dict[str, type] = {"current_intensity_g_per_kwh": float, "expected_saving_g": float,
+                                   "waited_s": float, "remaining_s": float}

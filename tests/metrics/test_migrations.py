@@ -1,0 +1,440 @@
+"""The metrics store's migrations, on SQLite and on a real PostgreSQL (Debian's, started by the test).
+
+A store as the code before migrations made it comes from the SQL in ``fixtures/`` (its ``CREATE
+TABLE`` and indexes, and its rows as that code stored them).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, inspect, text
+
+from airflow_carbon.errors import CarbonError
+from airflow_carbon.metrics import TaskTryRecord, migrations
+from airflow_carbon.metrics.migrations import VERSION_TABLE, StoreTooNewError, Upgrade
+from airflow_carbon.metrics.record import KEY_FIELDS
+from airflow_carbon.metrics.store import METADATA, MetricsStore
+from airflow_carbon.units import parse_instant
+from tests.e2e.distributed import PostgresServer, postgres_bindir
+from tests.metrics.fixtures import INSTANT_FIELDS, create_main_store, main_rows
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+BACKENDS = ["sqlite", "postgresql"]
+#: What the backfill makes of each signal of the fixture's rows.
+KINDS = {
+    "watttime:co2_moer": "marginal",
+    "watttime:co2_aoer": "average",
+    "electricitymaps": "average",
+    "electricitymaps:persistence": "average",
+    "ukgrid": "average",
+    "ukgrid:regional": "average",
+    "replay of /data/de_ci.csv": None,
+    "watttime:co2_unknown": None,
+    "watttime": None,
+    "ukgrid_north": None,
+    "UKGRID:north": None,
+    None: None,
+}
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    assert postgres_bindir(), "needs Debian's PostgreSQL: make test installs it"
+    server = PostgresServer(databases=())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Makes empty databases and gives their URLs: SQLite files, or databases on the module's PostgreSQL."""
+    if request.param == "sqlite":
+        return lambda: f"sqlite:///{tmp_path / uuid.uuid4().hex[:12]}.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+
+    def make() -> str:
+        name = f"carbon_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        return server.url(name)
+
+    return make
+
+
+@pytest.fixture
+def url(new_database: Callable[[], str]) -> str:
+    return new_database()
+
+
+def schema(engine: Engine) -> dict[str, Any]:
+    """Tables, columns (type, nullable), primary keys and indexes, as the database reports them."""
+    found = inspect(engine)
+    return {
+        table: {
+            "columns": {column["name"]: (str(column["type"]), column["nullable"])
+                        for column in found.get_columns(table)},
+            "primary_key": found.get_pk_constraint(table)["constrained_columns"],
+            "indexes": sorted((index["name"], tuple(index["column_names"]), bool(index["unique"]))
+                              for index in found.get_indexes(table)),
+        }
+        for table in sorted(found.get_table_names())
+    }
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What alembic's autogenerate would change to make the database ``store.METADATA``."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return compare_metadata(context, METADATA)
+
+
+def statements_of(engine: Engine) -> list[str]:
+    """A list that fills with every SQL statement the engine runs from now on."""
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: seen.append(statement))
+    return seen
+
+
+def test_a_store_made_before_migrations_is_upgraded_and_every_row_reads_back(url):
+    create_main_store(url)
+    store = MetricsStore(url, upgrade=False)
+    assert VERSION_TABLE not in inspect(store.engine).get_table_names()
+    assert "signal_kind" not in {column["name"] for column in inspect(store.engine).get_columns("carbon_task_try")}
+
+    assert migrations.upgrade(store.engine) == Upgrade("0001", migrations.head())
+
+    expected = [row | {"signal_kind": KINDS[row["signal"]]} for row in main_rows()]
+    assert {row["signal"] for row in expected} == set(KINDS)
+    assert store.rows() == expected
+    records = store.records()
+    assert [record.to_json() for record in records] == [
+        TaskTryRecord.from_values(row).to_json() for row in expected]
+    by_key = {(r.dag_id, r.task_id, r.map_index, r.try_number): r for r in records}
+    assert by_key[("dag_a", "summarize", -1, 2)].failed_sources == [
+        "conn:em_default: HTTP 503 from api.electricitymap.org"]
+    assert by_key[("dag_a", "summarize", -1, 1)].failed_sources == []
+    assert by_key[("dag_a", "summarize", -1, 1)].signal_kind == "marginal"
+    with store.engine.connect() as connection:
+        # An empty list became NULL, as the store writes it now; the lists of failed sources stayed.
+        empty = connection.execute(text("SELECT count(*) FROM carbon_task_try WHERE failed_sources IS NULL")).scalar()
+    assert empty == sum(1 for row in expected if row["failed_sources"] == []) == 10
+    store.close()
+
+
+def test_an_upgraded_store_takes_new_records_beside_the_old(url):
+    create_main_store(url)
+    store = MetricsStore(url)
+    [waiting] = store.records(dag_id="dag_a", task_id="summarize", state="deferred")
+    done = TaskTryRecord.from_values({**waiting.to_json(), "state": "completed", "started_at": waiting.planned_start,
+                                      "ended_at": waiting.planned_start, "emissions_g": 12.5, "failed_sources": []})
+    store.write(done)
+    fresh = TaskTryRecord("dag_d", "new", "r9", state="running", signal="watttime:co2_moer",
+                          signal_kind="marginal", ready_at=waiting.ready_at)
+    store.write(fresh)
+
+    [completed] = [r for r in store.records(dag_id="dag_a", task_id="summarize") if r.try_number == 2]
+    assert completed.state == "completed" and completed.emissions_g == 12.5
+    # The decision's fields, and the failed sources main's code wrote, are kept.
+    assert completed.failed_sources == waiting.failed_sources and completed.planned_start == waiting.planned_start
+    [new] = store.records(dag_id="dag_d")
+    assert new.signal_kind == "marginal" and new.failed_sources == [] and new.updated_at is not None
+    assert len(store.rows()) == len(main_rows()) + 1
+    store.close()
+
+
+@pytest.mark.parametrize("way", ["create", "revisions", "upgraded"])
+def test_the_head_schema_is_the_store_table_whichever_way_the_store_was_made(url, way):
+    engine = create_engine(url)
+    if way == "create":
+        assert migrations.upgrade(engine) == Upgrade(None, migrations.head())
+    elif way == "revisions":
+        with engine.begin() as connection:
+            command.upgrade(migrations.config(connection), "head")
+    else:
+        create_main_store(url)
+        assert migrations.upgrade(engine).from_revision == "0001"
+    assert differences(engine) == []
+    with engine.connect() as connection:
+        assert migrations.current_revision(connection) == migrations.head()
+    engine.dispose()
+
+
+def test_a_new_store_gets_the_same_schema_from_create_all_as_from_every_revision(new_database):
+    created = create_engine(new_database())
+    migrations.upgrade(created)
+    by_revisions = create_engine(new_database())
+    with by_revisions.begin() as connection:
+        command.upgrade(migrations.config(connection), "head")
+    first, second = schema(created), schema(by_revisions)
+    assert set(first) == {"carbon_alembic_version", "carbon_task_try"}
+    assert first == second
+    created.dispose()
+    by_revisions.dispose()
+
+
+def test_opening_an_up_to_date_store_twice_runs_no_migration(url):
+    MetricsStore(url).close()
+    engine = create_engine(url)
+    engine.connect().close()  # the dialect's own first queries
+    seen = statements_of(engine)
+    MetricsStore.from_engine(engine)
+    MetricsStore.from_engine(engine)
+    assert seen == [f"SELECT version_num FROM {VERSION_TABLE}"] * 2
+    engine.dispose()
+
+
+def test_airflows_own_version_table_is_left_alone(url):
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        connection.exec_driver_sql("INSERT INTO alembic_version VALUES ('29ce7909c52b')")
+    create_main_store(url)
+    assert migrations.upgrade(engine) == Upgrade("0001", migrations.head())
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == [
+            "29ce7909c52b"]
+    engine.dispose()
+
+
+def test_a_store_a_newer_release_upgraded_is_refused_and_left_alone(url):
+    MetricsStore(url).close()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
+    before = schema(engine)
+    seen = statements_of(engine)
+    with pytest.raises(StoreTooNewError, match=r"revision '0099'.*Upgrade airflow-carbon") as raised:
+        MetricsStore.from_engine(engine)
+    assert isinstance(raised.value, CarbonError)
+    assert seen == [f"SELECT version_num FROM {VERSION_TABLE}"]
+    assert schema(engine) == before
+    engine.dispose()
+
+
+def test_an_upgrade_that_fails_midway_leaves_the_store_as_it_was(url):
+    create_main_store(url)
+    engine = create_engine(url)
+    before = schema(engine)
+
+    def fail_on_backfill(_conn, _cursor, statement, *_args):
+        if statement.startswith("UPDATE carbon_task_try SET signal_kind"):
+            raise RuntimeError("the backfill broke")
+
+    event.listen(engine, "before_cursor_execute", fail_on_backfill)
+    with pytest.raises(RuntimeError, match="the backfill broke"):
+        migrations.upgrade(engine)
+    event.remove(engine, "before_cursor_execute", fail_on_backfill)
+    assert schema(engine) == before  # no version table, no new column: the DDL was rolled back too
+    assert migrations.upgrade(engine) == Upgrade("0001", migrations.head())
+    assert len(MetricsStore.from_engine(engine).rows()) == len(main_rows())
+    engine.dispose()
+
+
+def test_downgrading_to_0001_gives_back_the_schema_and_rows_of_before(url, tmp_path):
+    create_main_store(url)
+    engine = create_engine(url)
+    before = schema(engine)
+    migrations.upgrade(engine)
+    with engine.begin() as connection:
+        command.downgrade(migrations.config(connection), "0001")
+    after = schema(engine)
+    assert after.pop(VERSION_TABLE)["columns"] == {"version_num": ("VARCHAR(32)", False)}
+    assert after == before
+    with engine.connect() as connection:
+        assert migrations.current_revision(connection) == "0001"
+        stored = connection.exec_driver_sql("SELECT failed_sources FROM carbon_task_try ORDER BY dag_id, task_id, "
+                                            "run_id, map_index, try_number").scalars().all()
+    assert [value if isinstance(value, list) else json.loads(value) for value in stored] == [
+        row["failed_sources"] for row in main_rows()]
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def carbon_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The plugin's app as Airflow's API server mounts it, as ``tests/plugins/test_api.py`` builds it, with an
+    admin's token; it reads the store that ``carbon_metrics_default`` names (see ``serve``)."""
+    from airflow import settings
+    from airflow.api_fastapi.app import init_auth_manager, init_plugins, purge_cached_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.utils.session import create_session
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "carbon-migration-tests-" + "0123456789abcdef" * 4,
+    }
+    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True,
+                   env={**os.environ, "AIRFLOW_HOME": str(home), **env}, capture_output=True, timeout=300)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**env, "_AIRFLOW_PROCESS_CONTEXT": "server"}.items():
+            patch.setenv(name, value)
+        settings.configure_vars()
+        settings.reconfigure_orm()
+        try:
+            with create_session() as session:
+                session.add(DagBundleModel(name="carbon-migrations"))
+                session.flush()
+                for dag_id in sorted({row["dag_id"] for row in main_rows()} | {"dag_d"}):
+                    session.add(DagModel(dag_id=dag_id, bundle_name="carbon-migrations", fileloc=f"/dags/{dag_id}.py"))
+            app = FastAPI()
+            init_plugins(app)
+            token = init_auth_manager(app).generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
+            with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+                yield client
+        finally:
+            purge_cached_app()
+            forget_stores()
+    settings.configure_vars()
+    settings.reconfigure_orm()
+
+
+def forget_stores() -> None:
+    from airflow_carbon.hooks.metrics import CarbonMetricsHook
+    from airflow_carbon.plugins import common
+
+    common.reset_store_cache()
+    CarbonMetricsHook.reset_store_cache()
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Point ``carbon_metrics_default`` at ``url``, as an environment variable (looked up before the database)."""
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT", json.dumps(
+        {"conn_type": "carbon_metrics", "extra": {"sqlalchemy_url": url}}))
+    forget_stores()
+
+
+def same_values(answer: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an API answer whose value differs from the row's (instants compared as instants)."""
+    return {name: value for name, value in answer.items() if name in row
+            and (parse_instant(value) if name in INSTANT_FIELDS and value is not None else value) != row[name]}
+
+
+def test_every_row_of_a_store_made_before_migrations_reads_back_through_the_json_api(url, carbon_api, monkeypatch):
+    create_main_store(url)
+    serve(monkeypatch, url)  # the API opens the store, which upgrades it: nobody ran --upgrade
+    expected = [row | {"signal_kind": KINDS[row["signal"]]} for row in main_rows()]
+
+    instances = sorted({(row["dag_id"], row["run_id"], row["task_id"], row["map_index"]) for row in expected})
+    for dag_id, run_id, task_id, map_index in instances:
+        response = carbon_api.get(f"/carbon/api/decision/{dag_id}/{quote(run_id, safe='')}/{task_id}",
+                                  params={"map_index": map_index})
+        assert response.status_code == 200, response.text
+        tries = [row for row in expected if (row["dag_id"], row["run_id"], row["task_id"], row["map_index"]) == (
+            dag_id, run_id, task_id, map_index)]
+        answers = response.json()
+        assert [answer["try_number"] for answer in answers] == [row["try_number"] for row in tries]
+        for answer, row in zip(answers, tries, strict=True):
+            assert set(row) <= set(answer) and same_values(answer, row) == {}, (answer, row)
+
+    completed = [row for row in expected if row["state"] == "completed"]
+    tasks = carbon_api.get("/carbon/api/tasks").json()
+    assert len(tasks) == len(completed) == 7
+    by_key = {tuple(row[name] for name in KEY_FIELDS): row for row in completed}
+    for answer in tasks:
+        assert same_values(answer, by_key[tuple(answer[name] for name in KEY_FIELDS)]) == {}, answer
+
+    history = {(day["dag_id"], day["day"]): day for day in carbon_api.get("/carbon/api/history").json()}
+    for dag_day in {(row["dag_id"], row["started_at"].date().isoformat()) for row in completed}:
+        runs = [row for row in completed if (row["dag_id"], row["started_at"].date().isoformat()) == dag_day]
+        day = history.pop(dag_day)
+        assert day["tasks_run"] == len(runs)
+        assert day["emissions_g"] == pytest.approx(sum(row["emissions_g"] for row in runs))
+        assert day["served_by_fallback"] == sum(
+            1 for row in runs if row["failed_sources"] or row["served_by"] not in (None, row["source"]))
+    assert history == {}
+
+    deferred = carbon_api.get("/carbon/api/deferred").json()
+    waiting = {("dag_a", "summarize", 2), ("dag_b", "tag", 1), ("dag_c", "evaluate", 3), ("dag_c", "score", 1)}
+    assert {(answer["dag_id"], answer["task_id"], answer["try_number"]) for answer in deferred} == waiting
+    for answer in deferred:
+        [row] = [row for row in expected if all(row[name] == answer[name] for name in KEY_FIELDS)]
+        assert same_values(answer, row) == {}, answer
+
+
+def sqlite_engine_that_waits_briefly(path: Path) -> Engine:
+    """A main store in WAL mode (as the store puts it), opened with a busy timeout of a fifth of a second."""
+    url = f"sqlite:///{path}"
+    create_main_store(url)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+    return create_engine(url, connect_args={"timeout": 0.2})
+
+
+def test_on_sqlite_an_upgrade_that_waited_out_the_lock_finds_it_done_by_the_holder(tmp_path):
+    engine = sqlite_engine_that_waits_briefly(tmp_path / "metrics.db")
+    holder = sqlite3.connect(tmp_path / "metrics.db", isolation_level=None)
+
+    def another_process_upgrades_and_keeps_the_lock(context):
+        """Once this engine found no version table, before it takes the lock."""
+        if not holder.in_transaction:
+            assert migrations.upgrade(create_engine(f"sqlite:///{tmp_path / 'metrics.db'}")).changed
+            holder.execute("BEGIN IMMEDIATE")
+
+    event.listen(engine, "handle_error", another_process_upgrades_and_keeps_the_lock)
+    assert migrations.upgrade(engine) == Upgrade(migrations.head(), migrations.head())
+    assert holder.in_transaction
+    holder.close()
+    engine.dispose()
+
+
+def test_on_sqlite_a_lock_held_through_every_wait_is_a_clear_error(tmp_path):
+    engine = sqlite_engine_that_waits_briefly(tmp_path / "metrics.db")
+    holder = sqlite3.connect(tmp_path / "metrics.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(migrations.MigrationError, match=r"another process held it .*airflow-carbon metrics --upgrade"):
+        migrations.upgrade(engine)
+    holder.execute("ROLLBACK")
+    assert migrations.upgrade(engine) == Upgrade("0001", migrations.head())
+    holder.close()
+    engine.dispose()
+
+
+def _upgrade_in_a_process(url: str, barrier: Any) -> tuple[str | None, str]:
+    store = MetricsStore(url, upgrade=False)
+    barrier.wait()
+    try:
+        return tuple(migrations.upgrade(store.engine))
+    finally:
+        store.close()
+
+
+def test_processes_upgrading_at_once_all_succeed_and_one_does_the_work(url):
+    create_main_store(url)
+    context = multiprocessing.get_context("spawn")
+    processes = 3
+    with context.Manager() as manager, context.Pool(processes) as pool:
+        barrier = manager.Barrier(processes, timeout=120)
+        results = pool.starmap(_upgrade_in_a_process, [(url, barrier)] * processes, chunksize=1)
+    head = migrations.head()
+    assert sorted(results, key=str) == sorted([("0001", head)] + [(head, head)] * (processes - 1), key=str)
+    assert len(MetricsStore(url).rows()) == len(main_rows())
+
+
