@@ -7,11 +7,12 @@ again when it is resolved at the task's start, with the task and the setting nam
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon.planning import POLICIES, PolicySettings
+from airflow_carbon.errors import CarbonConfigError
+from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
 from airflow_carbon.units import parse_duration, parse_instant
 
 CONFIG_SECTION = "carbon"
@@ -19,7 +20,8 @@ LIVE_POLICIES = tuple(name for name in POLICIES if name != "oracle")
 
 #: The ``[carbon]`` options, their defaults and what they mean (also the provider info's ``config``).
 CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
-    "max_delay": ("4h", "How long a task may wait for a cleaner grid after it became ready."),
+    "max_delay": (f"{DEFAULT_MAX_DELAY.total_seconds() / 3600:g}h",
+                  "How long a task may wait for a cleaner grid after it became ready."),
     "region": ("DE", "Grid region or zone of the signal (a bundled region: DE, FR, US-TX)."),
     "source": ("", "Connection id of the signal source; empty means the bundled data, replayed onto today."),
     "fallback": ("", "Connection ids to try in order when the source fails (comma-separated)."),
@@ -27,7 +29,8 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "power_kw": ("0.3", "Power drawn by a task that declares neither energy_kwh nor power_kw (estimated)."),
     "expected_duration": ("30min", "How long a task is expected to run, for planning its window."),
     "min_saving_pct": ("0", "forecast policy: wait only when it saves at least this share of running now."),
-    "threshold_g_per_kwh": ("250", "threshold policy: an intensity at or below this is green."),
+    "threshold_g_per_kwh": (f"{DEFAULT_THRESHOLD_G_PER_KWH:g}",
+                            "threshold policy: an intensity at or below this is green."),
     "on_unavailable": ("wait", "With no signal: wait (re-try until the deadline) or run at once."),
     "refresh_interval": ("5min", "How often a waiting task re-reads the signal and re-plans."),
     "metrics_conn_id": ("carbon_metrics_default", "Connection of the metrics store database."),
@@ -110,17 +113,37 @@ class CarbonSettings:
     on_unavailable: str
     refresh_interval: timedelta
     metrics_conn_id: str
+    #: ``[carbon] power_kw``, read once when the settings are resolved: what a task that declares no energy draws.
+    assumed_power_kw: float = 0.3
 
     @property
     def energy_declared(self) -> bool:
         return self.energy_kwh is not None or self.power_kw is not None
 
-    def planned_energy_kwh(self, default_power_kw: float) -> float:
+    @property
+    def planned_energy_kwh(self) -> float:
         """The energy to plan with: declared, or power times the expected duration."""
         if self.energy_kwh is not None:
             return self.energy_kwh
-        power_kw = self.power_kw if self.power_kw is not None else default_power_kw
-        return power_kw * self.expected_duration.total_seconds() / 3600.0
+        return self.power_draw_kw * self.expected_duration.total_seconds() / 3600.0
+
+    @property
+    def power_draw_kw(self) -> float:
+        """The power to account a run with when no energy is declared: declared, else assumed."""
+        return self.power_kw if self.power_kw is not None else self.assumed_power_kw
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (durations in seconds), so a trigger carries the settings to the task it resumes."""
+        values = {name: getattr(self, name) for name in (*SETTING_NAMES, "assumed_power_kw")}
+        return {name: value.total_seconds() if isinstance(value, timedelta) else
+                value.isoformat() if isinstance(value, datetime) else
+                list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+    @classmethod
+    def from_json(cls, task_id: str, data: dict[str, Any]) -> CarbonSettings:
+        """The inverse of ``to_json``, each value checked again."""
+        values = {name: _parse(task_id, name, data.get(name)) for name in SETTING_NAMES}
+        return cls(**values, assumed_power_kw=_parse(task_id, "power_kw", data.get("assumed_power_kw")))
 
     def policy_settings(self) -> PolicySettings:
         return PolicySettings(threshold_g_per_kwh=self.threshold_g_per_kwh, min_saving_pct=self.min_saving_pct,
@@ -143,10 +166,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "refresh_interval": _positive_duration,
     "metrics_conn_id": _text,
 }
-SETTING_NAMES = tuple(f.name for f in fields(CarbonSettings))
+SETTING_NAMES = tuple(PARSERS)
 
 
-class CarbonSettingsError(ValueError):
+class CarbonSettingsError(CarbonConfigError):
     """A setting that cannot be used, named with its task."""
 
 
@@ -193,8 +216,4 @@ def resolve(task_id: str, given: Mapping[str, Any], default_args: Mapping[str, A
         values[name] = _parse(task_id, name, raw)
     if values["energy_kwh"] is not None and values["power_kw"] is not None:
         raise CarbonSettingsError(f"task {task_id!r}: give energy_kwh or power_kw, not both")
-    return CarbonSettings(**values)
-
-
-def default_power_kw() -> float:
-    return _positive_float(config_value("power_kw"))
+    return CarbonSettings(**values, assumed_power_kw=_parse(task_id, "power_kw", config_value("power_kw")))

@@ -1,13 +1,19 @@
-"""Small builders shared by the tests: series on a fixed day, in epoch seconds."""
+"""Small builders shared by the tests: series on a fixed day, in epoch seconds, and sources opened without Airflow."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import numpy as np
 
 from airflow_carbon.signals import SOLAR_UNIT, Series
+from airflow_carbon.signals.services.pool import aclose_clients
+from airflow_carbon.signals.source import SourceConfig, SourceRef
+
+T = TypeVar("T")
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -20,3 +26,30 @@ def series(values: Sequence[float], period_s: int = 3600, start: datetime = T0, 
 
 def solar_series(values_kw: Sequence[float], period_s: int = 3600, start: datetime = T0) -> Series:
     return series(values_kw, period_s, start, unit=SOLAR_UNIT)
+
+
+class ConnectionReader:
+    """Reads one connection's fields, as the Airflow layer's ``aread_connection`` does, and counts the reads."""
+
+    def __init__(self, conn_type: str | None, *, host: str | None = None, login: str | None = None,
+                 password: str | None = None, **extra: Any) -> None:
+        self.conn_type, self.host, self.login, self.password, self.extra = conn_type, host, login, password, extra
+        self.reads: list[str | None] = []
+
+    async def __call__(self, ref: SourceRef) -> SourceConfig:
+        self.reads.append(ref.conn_id)
+        return SourceConfig(ref.name, ref.region, conn_id=ref.conn_id, conn_type=self.conn_type, host=self.host,
+                            login=self.login, password=self.password, extra=dict(self.extra))
+
+
+def run_sources(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` in a new event loop, closing the pooled clients its sources opened before the loop ends."""
+
+    async def closing() -> T:
+        try:
+            return await coro
+        finally:
+            await aclose_clients()
+
+    return asyncio.run(closing())
+

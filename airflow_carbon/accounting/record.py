@@ -17,14 +17,15 @@ from airflow_carbon.signals.series import to_epoch_s
 class JobRecord:
     """One job's account; emissions are None where the signal did not cover the interval.
 
-    ``source`` names where the intensity came from (``replay of ...`` for replayed data), and
+    ``signal`` names where the intensity came from (``replay of ...`` for replayed data), as the task
+    try's record does, and
     ``estimated`` is true where any input was estimated, replayed or missing.
     """
 
     job_id: str
     policy: str
     region: str
-    source: str
+    signal: str
     reason: str
     ready_at: datetime
     deadline: datetime
@@ -112,7 +113,7 @@ def account(
         job_id=job_id,
         policy=policy,
         region=intensity.region,
-        source=intensity.source,
+        signal=intensity.source,
         reason=reason,
         ready_at=ready_at,
         deadline=deadline,

@@ -1,14 +1,21 @@
-"""What every signal-source hook shares: a connection in, a series of carbon intensity out."""
+"""What every signal-source hook shares: a connection of its type in, a source from the registry out.
+
+The hooks exist for Airflow's connection forms and connection tests; tasks and triggers open sources
+through the registry (``airflow_carbon.signals.source``) and never need a hook.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from airflow.sdk import BaseHook
 
+from airflow_carbon.clock import utcnow
+from airflow_carbon.hooks.sources import aread_connection
 from airflow_carbon.signals.series import Series
-from airflow_carbon.signals.services.base import run_sync
+from airflow_carbon.signals.services.http import run_sync
+from airflow_carbon.signals.services.pool import aclose_clients
+from airflow_carbon.signals.source import SignalSource, SourceRef, aopen
 
 
 class SignalSourceHook(BaseHook):
@@ -24,28 +31,22 @@ class SignalSourceHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
         setattr(self, self.conn_name_attr, self.conn_id)
 
-    async def _read_connection(self, default_url: str) -> tuple[Any, dict[str, Any], str]:
-        """The connection, its extra, and the base URL: its host field, else the service's own."""
-        connection = await self.aget_connection(self.conn_id)
-        return connection, await connection.aextra_dejson(), base_url(connection.host, default_url)
+    async def asource(self, region: str = "") -> SignalSource:
+        """The connection's source, opened (the connection is read once)."""
+        return await aopen(SourceRef.connection(self.conn_id, region), aread_connection)
 
-    async def aseries(self, now: datetime, region: str, history: timedelta = timedelta(0)) -> Series:
-        """What is known from ``now`` on (and ``history`` before it, when asked) for ``region``."""
-        raise NotImplementedError
-
-    async def describe(self) -> str:
-        """A line saying the source answers, for the connection test."""
-        from datetime import UTC
-
-        series = await self.aseries(datetime.now(UTC), "")
-        return f"{series.region}: {len(series)} values every {series.period_s} s from {series.source}"
+    async def aseries(self, now: datetime, region: str = "", history: timedelta = timedelta(0)) -> Series:
+        """What is known from ``now`` on (and ``history`` before it) for ``region``."""
+        return await (await self.asource(region)).aseries(now, history)
 
     def test_connection(self) -> tuple[bool, str]:
-        from airflow_carbon.hooks.sources import aclose_clients
-
         async def check() -> str:
             try:
-                return await self.describe()
+                source = await self.asource()
+                if hasattr(source, "describe"):
+                    return await source.describe()
+                series = await source.aseries(utcnow(), timedelta(0))
+                return f"{series.region}: {len(series)} values every {series.period_s} s from {series.source}"
             finally:
                 await aclose_clients()
 
@@ -53,10 +54,3 @@ class SignalSourceHook(BaseHook):
             return True, run_sync(check())
         except Exception as error:
             return False, str(error)
-
-
-def base_url(host: str | None, default: str) -> str:
-    """The connection's host as a base URL; a bare host name gets https."""
-    if not host:
-        return default
-    return host if "://" in host else f"https://{host}"

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
-
 from airflow_carbon.hooks.base import SignalSourceHook
-from airflow_carbon.signals.series import Series, SignalDataError
-from airflow_carbon.signals.source import SignalSpec
 
 
 class CarbonCsvHook(SignalSourceHook):
@@ -24,14 +19,3 @@ class CarbonCsvHook(SignalSourceHook):
     default_conn_name = "carbon_csv_default"
     conn_type = "carbon_csv"
     hook_name = "Carbon intensity CSV file"
-
-    async def aseries(self, now: datetime, region: str, history: timedelta = timedelta(0)) -> Series:
-        connection = await self.aget_connection(self.conn_id)
-        extra = await connection.aextra_dejson()
-        if not extra.get("path"):
-            raise SignalDataError(f"connection {self.conn_id!r} has no 'path' in its extra")
-        replay = extra.get("replay")
-        if isinstance(replay, str):
-            replay = replay.strip().lower() in ("1", "true", "yes")
-        spec = SignalSpec("csv", region=extra.get("region") or region, path=extra["path"], replay=replay)
-        return await asyncio.to_thread(spec.load, now, max(history, timedelta(hours=24)))

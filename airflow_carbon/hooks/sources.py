@@ -1,54 +1,39 @@
-"""Loading any signal source, connection-backed ones included, for triggers (async) and tasks (sync).
+"""Reading signal sources from Airflow: a connection's fields for the registry, reads bounded by a deadline.
 
-The trigger's kwargs name sources by connection id; the credentials are read here, from
-the connection, only when a source is loaded, and never leave the hook.
+The trigger's kwargs name sources by connection id; the credentials are read here, once per load,
+only when a source is opened, and never leave the source's client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import weakref
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_carbon.clock import utcnow
 from airflow_carbon.signals.series import Series
-from airflow_carbon.signals.services.base import run_sync
-from airflow_carbon.signals.source import SignalSpec
-
-log = logging.getLogger(__name__)
+from airflow_carbon.signals.services.http import run_sync
+from airflow_carbon.signals.services.pool import aclose_clients
+from airflow_carbon.signals.source import Loader, Reading, Refuse, SourceConfig, SourceRef, aopen, aread_first
 
 T = TypeVar("T")
 
 
-def service_hooks() -> dict[str, type]:
-    """Connection type -> the hook that turns such a connection into a series."""
-    from airflow_carbon.hooks.electricitymaps import ElectricityMapsHook
-    from airflow_carbon.hooks.signal_csv import CarbonCsvHook
-    from airflow_carbon.hooks.ukgrid import UKCarbonIntensityHook
-    from airflow_carbon.hooks.watttime import WattTimeHook
-
-    return {hook.conn_type: hook for hook in (WattTimeHook, ElectricityMapsHook, UKCarbonIntensityHook, CarbonCsvHook)}
+async def aread_connection(ref: SourceRef) -> SourceConfig:
+    """The fields of the ref's connection, read once, without blocking the event loop."""
+    connection = await BaseHook.aget_connection(ref.conn_id)
+    return SourceConfig(ref.name, ref.region, conn_id=ref.conn_id, conn_type=connection.conn_type,
+                        host=connection.host, login=connection.login, password=connection.password,
+                        extra=await connection.aextra_dejson())
 
 
-async def aload_signal(spec: SignalSpec, now: datetime, history: timedelta = timedelta(0)) -> Series:
-    """The series of a source; file reads run in a thread so an event loop never blocks on them."""
-    if spec.kind != "connection":
-        return await asyncio.to_thread(spec.load, now, history)
-    connection = await BaseHook.aget_connection(spec.conn_id)
-    hooks = service_hooks()
-    if connection.conn_type not in hooks:
-        raise ValueError(f"connection {spec.conn_id!r} has type {connection.conn_type!r}, not a carbon signal source "
-                         f"({', '.join(sorted(hooks))})")
-    return await hooks[connection.conn_type](spec.conn_id).aseries(now, spec.region, history)
-
-
-Loader = Callable[[SignalSpec, datetime, timedelta], Awaitable[Series]]
-#: Sees a source's error before the next source is tried; it raises to stop there instead.
-Refuse = Callable[[SignalSpec, Exception], None]
+async def aload(ref: SourceRef, now: datetime, history: timedelta) -> tuple[Series, str | None]:
+    """One source's series and its signal kind."""
+    source = await aopen(ref, aread_connection)
+    return await source.aseries(now, history), source.signal_kind
 
 
 async def within(awaitable: Awaitable[T], left_s: float) -> T:
@@ -67,60 +52,41 @@ async def within(awaitable: Awaitable[T], left_s: float) -> T:
         raise TimeoutError(f"no answer in the {left_s:.1f} s left before the deadline") from None
 
 
-async def aload_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0),
-                      load: Loader = aload_signal, refuse: Refuse | None = None
-                      ) -> tuple[Series | None, str | None, list[str]]:
-    """The first source that answers, in order: its series, its name, and what failed before it.
-
-    A failure is described by the source's name and the error; service errors never hold
-    credentials, and a connection is named by its id. ``refuse`` may turn a failure into an
-    error: a task's start refuses a malformed local file, which is configuration, not an outage.
-    """
-    failures: list[str] = []
-    for spec in specs:
-        try:
-            return await load(spec, now, history), spec.name, failures
-        except Exception as error:  # every source may fail; the task must still run by its deadline
-            if refuse is not None:
-                refuse(spec, error)
-            failures.append(f"{spec.name}: {type(error).__name__}: {error}")
-            log.warning("carbon signal unavailable: %s", failures[-1])
-    return None, None, failures
+async def aload_first(refs: Sequence[SourceRef], now: datetime, history: timedelta = timedelta(0),
+                      load: Loader = aload, refuse: Refuse | None = None) -> Reading:
+    """The first of the sources that answers (see ``aread_first``)."""
+    return await aread_first(refs, now, history, load, refuse)
 
 
-def load_first(specs: Sequence[SignalSpec], now: datetime, history: timedelta = timedelta(0), *,
-               deadline: datetime | None = None, refuse: Refuse | None = None
-               ) -> tuple[Series | None, str | None, list[str]]:
-    """``aload_first`` for synchronous callers: a task on a worker, the CLI.
+def load_first(refs: Sequence[SourceRef], now: datetime, history: timedelta = timedelta(0), *,
+               deadline: datetime | None = None, refuse: Refuse | None = None) -> Reading:
+    """``aload_first`` for synchronous callers: a task on a worker, the CLI, the Carbon view.
 
     With a ``deadline``, each read gets only the time left before it, and none is made once it has come.
     """
 
-    async def load(spec: SignalSpec, at: datetime, past: timedelta) -> Series:
+    async def bounded(ref: SourceRef, at: datetime, past: timedelta) -> tuple[Series, str | None]:
         if deadline is None:
-            return await aload_signal(spec, at, past)
-        return await within(aload_signal(spec, at, past), (deadline - datetime.now(UTC)).total_seconds())
+            return await aload(ref, at, past)
+        return await within(aload(ref, at, past), (deadline - utcnow()).total_seconds())
 
-    async def load_then_close() -> tuple[Series | None, str | None, list[str]]:
+    async def load_then_close() -> Reading:
         try:
-            return await aload_first(specs, now, history, load=load, refuse=refuse)
+            return await aread_first(refs, now, history, bounded, refuse)
         finally:
             await aclose_clients()
 
     return run_sync(load_then_close())
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
+def open_sources(refs: Sequence[SourceRef]) -> None:
+    """Open each source once (reading its connection): a missing connection or a wrong type raises here."""
 
+    async def open_all() -> None:
+        try:
+            for ref in refs:
+                await aopen(ref, aread_connection)
+        finally:
+            await aclose_clients()
 
-def client_for(key: Hashable, factory: Callable[[], Any]) -> Any:
-    """One service client per connection and event loop, so a triggerer reuses tokens and connections."""
-    clients = _clients.setdefault(asyncio.get_running_loop(), {})
-    if key not in clients:
-        clients[key] = factory()
-    return clients[key]
-
-
-async def aclose_clients() -> None:
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
-        await client.aclose()
+    run_sync(open_all())

@@ -8,21 +8,21 @@ task's settings, the signal and the metrics store around it.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_carbon.accounting import account
+from airflow_carbon.clock import utcnow
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
-from airflow_carbon.hooks.sources import load_first
-from airflow_carbon.metrics.store import DEFERRED, RUNNING, TaskTryKey
-from airflow_carbon.planning import Decision, Job, decide
-from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, default_power_kw
+from airflow_carbon.hooks.sources import load_first, open_sources
+from airflow_carbon.metrics.record import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryKey, TaskTryRecord
+from airflow_carbon.planning import Job, decide
+from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, resolve
 from airflow_carbon.signals.series import SignalDataError
-from airflow_carbon.signals.services import signal_kind
-from airflow_carbon.signals.source import SignalSpec
-from airflow_carbon.triggers.carbon import CarbonWindowTrigger, event_payload
-from airflow_carbon.units import parse_instant
+from airflow_carbon.signals.source import Reading, SourceError, SourceRef
+from airflow_carbon.triggers.carbon import CarbonWindowTrigger
+from airflow_carbon.triggers.event import CarbonEvent
 
 log = logging.getLogger(__name__)
 
@@ -30,42 +30,42 @@ XCOM_KEY = "carbon"
 RESUME_METHOD = "carbon_resume"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def source_refs(settings: CarbonSettings) -> list[SourceRef]:
+    """The task's source, then its fallbacks: bundled data for its region, or what each connection names."""
+    first = [SourceRef.bundled(settings.region)] if settings.source is None else []
+    return first + [SourceRef.connection(conn_id, settings.region)
+                    for conn_id in ([settings.source] if settings.source is not None else []) + list(settings.fallback)]
 
 
-def signal_specs(task_id: str, settings: CarbonSettings) -> list[SignalSpec]:
-    """The task's source, then its fallbacks: bundled data for its region, or what each connection names.
-
-    A connection that does not exist or is not a signal source fails the task at its start,
-    naming the task and the connection, never in the middle of a wait.
-    """
-    from airflow.sdk import BaseHook
-
-    from airflow_carbon.hooks.sources import service_hooks
-
-    specs = []
-    if settings.source is None:
+def checked_source_refs(task_id: str, settings: CarbonSettings) -> list[SourceRef]:
+    """``source_refs``, each opened once: a connection that does not exist or is not a signal source fails
+    the task at its start, naming the task and the connection, never in the middle of a wait."""
+    try:
+        refs = source_refs(settings)
+    except SourceError as error:
+        raise CarbonSettingsError(f"task {task_id!r}: carbon setting region={settings.region!r}: {error}") from None
+    for ref in refs:
         try:
-            specs.append(SignalSpec("bundled", settings.region))
-        except ValueError as error:
-            raise CarbonSettingsError(f"task {task_id!r}: carbon setting region={settings.region!r}: {error}") from None
-    for conn_id in ([settings.source] if settings.source is not None else []) + list(settings.fallback):
-        try:
-            conn_type = BaseHook.get_connection(conn_id).conn_type
+            open_sources([ref])
+        except SourceError as error:
+            raise CarbonSettingsError(f"task {task_id!r}: {error}") from None
+        except SignalDataError:
+            continue  # a file behind a connection is checked by the first decision, naming its line
         except Exception as error:
-            raise CarbonSettingsError(f"task {task_id!r}: signal source connection {conn_id!r} cannot be read: "
+            raise CarbonSettingsError(f"task {task_id!r}: signal source {ref.describe()} cannot be read: "
                                       f"{type(error).__name__}") from None
-        if conn_type not in service_hooks():
-            raise CarbonSettingsError(f"task {task_id!r}: connection {conn_id!r} has type {conn_type!r}, which is not "
-                                      f"a carbon signal source ({', '.join(sorted(service_hooks()))})")
-        specs.append(SignalSpec("connection", settings.region, conn_id=conn_id))
-    return specs
+    return refs
+
+
+def task_try_key(context: Any) -> TaskTryKey:
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return TaskTryKey(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else map_index, ti.try_number)
 
 
 @dataclass
 class CarbonTaskRun:
-    """One try of a carbon-aware task: its key, settings, ready time and deadline.
+    """One try of a carbon-aware task: its key, settings, ready time, deadline and sources.
 
     ``check_files`` is true until the first decision of a task instance that has made none yet:
     that decision refuses a missing or malformed source file instead of falling back from it.
@@ -76,114 +76,134 @@ class CarbonTaskRun:
     settings: CarbonSettings
     ready_at: datetime
     deadline: datetime
-    specs: list[SignalSpec]
+    sources: list[SourceRef]
     check_files: bool = False
 
     @classmethod
-    def start(cls, task: Any, context: Any, settings: CarbonSettings, event: dict[str, Any] | None = None
-              ) -> CarbonTaskRun:
+    def start(cls, task: Any, context: Any, settings: CarbonSettings) -> CarbonTaskRun:
         """The deadline is the moment the task first became ready plus ``max_delay``: retries never extend it.
 
-        A resumed task takes both from its trigger's event; a new try from the first try's row.
+        The first try's ready time comes from the store (or this host's spool while the store is down).
         """
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        map_index = -1 if map_index is None else map_index
-        key = TaskTryKey(ti.dag_id, ti.task_id, ti.run_id, map_index, ti.try_number)
-        if event and event.get("ready_at") and event.get("deadline"):
-            ready_at, deadline = parse_instant(event["ready_at"]), parse_instant(event["deadline"])
-            return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings))
+        key = task_try_key(context)
         earlier = _first_ready_at(settings, key)
         ready_at = earlier or utcnow()
         deadline = settings.deadline or ready_at + settings.max_delay
         if deadline < ready_at:
             raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
                                       f"became ready ({ready_at.isoformat()})")
-        return cls(task.task_id, key, settings, ready_at, deadline, signal_specs(task.task_id, settings),
+        return cls(task.task_id, key, settings, ready_at, deadline, checked_source_refs(task.task_id, settings),
                    check_files=earlier is None)
 
-    def wait_if_needed(self, task: Any) -> dict[str, Any]:
-        """Run now (returns the decision as an event payload) or defer to the trigger (raises)."""
-        decision, payload = self.decide_now()
-        self.write_decision(decision, payload)
-        if not decision.run_now:
-            task.defer(trigger=self.trigger(), method_name=RESUME_METHOD)
-        return payload
+    @classmethod
+    def resume(cls, task: Any, context: Any, event: CarbonEvent) -> CarbonTaskRun:
+        """The run a trigger's event describes; only an event of version 0.1, without settings, resolves them."""
+        settings = event.settings or resolve_settings(task)
+        sources = list(event.sources) or source_refs(settings)
+        return cls(task.task_id, task_try_key(context), settings, event.ready_at, event.deadline, sources)
 
     @property
     def job(self) -> Job:
-        return Job(self.settings.expected_duration, self.settings.planned_energy_kwh(default_power_kw()))
+        return Job(self.settings.expected_duration, self.settings.planned_energy_kwh)
 
-    def decide_now(self) -> tuple[Decision, dict[str, Any]]:
-        """Plan from here; the payload has the shape of the trigger's event."""
+    def wait_if_needed(self, task: Any) -> CarbonEvent:
+        """Run now (returns the decision as an event) or defer to the trigger (raises)."""
+        event = self.decide_now()
+        self.write_decision(event)
+        if not event.decision.run_now:
+            task.defer(trigger=self.trigger(), method_name=RESUME_METHOD)
+        return event
+
+    def decide_now(self) -> CarbonEvent:
+        """Plan from here, on the same terms as the trigger."""
         now = utcnow()
         if now >= self.deadline:  # a retry past its deadline runs at once, without waiting on a source
-            series, served_by, failures = None, None, []
+            reading = Reading(None, None, None)
         else:
-            series, served_by, failures = load_first(self.specs, now, deadline=self.deadline,
-                                                     refuse=self._refuse_bad_file if self.check_files else None)
+            reading = load_first(self.sources, now, deadline=self.deadline,
+                                 refuse=self._refuse_bad_file if self.check_files else None)
         self.check_files = False
-        decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job, intensity=series,
-                          settings=self.settings.policy_settings())
-        return decision, event_payload(decision.to_dict(), self.ready_at, self.deadline, series, served_by, failures)
+        decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job,
+                          intensity=reading.series, settings=self.settings.policy_settings())
+        return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources))
 
-    def _refuse_bad_file(self, spec: SignalSpec, error: Exception) -> None:
+    def _refuse_bad_file(self, ref: SourceRef, error: Exception) -> None:
         """A missing or malformed source file is configuration, not an outage: waiting on it would hide it."""
         if isinstance(error, SignalDataError | FileNotFoundError | IsADirectoryError | NotADirectoryError |
                       PermissionError):
-            source = f"connection {spec.conn_id!r}" if spec.kind == "connection" else f"file {spec.path!r}"
-            raise CarbonSettingsError(f"task {self.task_id!r}: signal source {source} cannot be read: "
+            raise CarbonSettingsError(f"task {self.task_id!r}: signal source {ref.describe()} cannot be read: "
                                       f"{error}") from None
 
     def trigger(self) -> CarbonWindowTrigger:
         return CarbonWindowTrigger(
             ready_at=self.ready_at, deadline=self.deadline, policy=self.settings.policy,
             duration_s=self.settings.expected_duration.total_seconds(), energy_kwh=self.job.energy_kwh,
-            signals=[spec.to_dict() for spec in self.specs], settings=asdict(self.settings.policy_settings()),
-            refresh_s=self.settings.refresh_interval.total_seconds(),
+            signals=[ref.to_dict() for ref in self.sources], settings=asdict(self.settings.policy_settings()),
+            refresh_s=self.settings.refresh_interval.total_seconds(), task_settings=self.settings.to_json(),
         )
 
-    def write_decision(self, decision: Decision, payload: dict[str, Any]) -> None:
-        """A ``deferred`` row shows the waiting task; a ``running`` one keeps its ready time for retries."""
-        CarbonMetricsHook(self.settings.metrics_conn_id).write_decision(
-            self.key, region=self.settings.region, source=self.specs[0].name, policy=self.settings.policy,
-            ready_at=self.ready_at, deadline=self.deadline, decision=decision.to_dict(),
-            signal=payload.get("signal"), served_by=payload["served_by"], failed_sources=payload["failed_sources"],
-            state=RUNNING if decision.run_now else DEFERRED, energy_kwh=self.job.energy_kwh)
+    def _record(self, event: CarbonEvent, state: str, **values: Any) -> TaskTryRecord:
+        decision = event.decision
+        return TaskTryRecord(
+            **asdict(self.key), state=state, region=self.settings.region, source=self.sources[0].name,
+            served_by=event.served_by, signal=event.signal, signal_kind=event.signal_kind,
+            failed_sources=list(event.failed_sources), policy=self.settings.policy, reason=event.reason,
+            ready_at=self.ready_at, deadline=self.deadline, decided_at=decision.now, planned_start=decision.start,
+            expected_emissions_now_g=decision.expected_emissions_now_g,
+            expected_emissions_at_start_g=decision.expected_emissions_at_start_g, **values)
 
-    def finish(self, context: Any, event: dict[str, Any], started_at: datetime, ended_at: datetime,
-               *, estimated: bool = False) -> dict[str, Any]:
-        """Account the interval the work really ran, push it to XCom under ``carbon`` and to the store."""
+    def write_decision(self, event: CarbonEvent) -> None:
+        """A ``deferred`` row shows the waiting task; a ``running`` one keeps its ready time for retries.
+
+        Its energy is the planned energy, so a waiting row shows the intensity now (expected emissions / energy).
+        """
+        state = RUNNING if event.decision.run_now else DEFERRED
+        CarbonMetricsHook(self.settings.metrics_conn_id).write(
+            self._record(event, state, energy_kwh=self.job.energy_kwh))
+
+    def finish(self, context: Any, event: CarbonEvent, started_at: datetime, ended_at: datetime, *,
+               estimated: bool = False, failed: bool = False) -> TaskTryRecord:
+        """Account the interval the work really ran, push it to XCom under ``carbon`` and to the store.
+
+        ``failed``: the work raised; its energy was still drawn, so the try is recorded as ``failed``.
+        """
         settings = self.settings
         if settings.energy_kwh is not None:
             energy_kwh = settings.energy_kwh
         else:
-            power_kw = settings.power_kw if settings.power_kw is not None else default_power_kw()
-            energy_kwh = power_kw * (ended_at - started_at).total_seconds() / 3600.0
+            energy_kwh = settings.power_draw_kw * (ended_at - started_at).total_seconds() / 3600.0
         history = max(ended_at - self.ready_at, timedelta(0)) + timedelta(hours=1)
-        series, served_by, failures = load_first(self.specs, ended_at, history)
-        failed_sources = [*event.get("failed_sources", []), *failures]
-        reason = event.get("reason", "deadline")
-        if series is None:
-            record = _record_without_signal(self, reason, started_at, ended_at, energy_kwh)
+        reading = load_first(self.sources, ended_at, history)
+        completion: dict[str, Any] = {"started_at": started_at, "ended_at": ended_at, "energy_kwh": energy_kwh,
+                                      "delay_s": (started_at - self.ready_at).total_seconds()}
+        if reading.series is None:
+            completion |= {"solar_kwh": 0.0, "grid_kwh": energy_kwh, "estimated": True}
         else:
-            record = account(
-                job_id=f"{self.key.dag_id}.{self.key.task_id}", policy=settings.policy, reason=reason,
+            accounted = account(
+                job_id=f"{self.key.dag_id}.{self.key.task_id}", policy=settings.policy, reason=event.reason,
                 ready_at=self.ready_at, deadline=self.deadline, started_at=started_at, ended_at=ended_at,
-                energy_kwh=energy_kwh, intensity=series,
-                estimated=estimated or not settings.energy_declared,
-            ).to_dict()
-        record |= {"source": self.specs[0].name, "served_by": event.get("served_by") or served_by,
-                   "failed_sources": failed_sources,
-                   "signal": event.get("signal") or (series.source if series is not None else None),
-                   "planned_start": event.get("decision", {}).get("start"), "try_number": self.key.try_number,
-                   "map_index": self.key.map_index}
-        record["signal_kind"] = signal_kind(record["signal"])
-        context["ti"].xcom_push(key=XCOM_KEY, value=record)
-        CarbonMetricsHook(settings.metrics_conn_id).write_completion(
-            self.key, record, signal=record["signal"], served_by=record["served_by"], failed_sources=failed_sources)
-        log.info("carbon record: %s", record)
+                energy_kwh=energy_kwh, intensity=reading.series, estimated=estimated or not settings.energy_declared)
+            completion |= {name: getattr(accounted, name) for name in (
+                "solar_kwh", "grid_kwh", "intensity_g_per_kwh", "baseline_intensity_g_per_kwh", "emissions_g",
+                "baseline_emissions_g", "saved_g", "estimated")}
+        record = self._record(event, FAILED if failed else COMPLETED, **completion)
+        record = replace(record, served_by=event.served_by or reading.served_by,
+                         signal=event.signal or (reading.series.source if reading.series is not None else None),
+                         signal_kind=event.signal_kind or reading.signal_kind,
+                         failed_sources=[*event.failed_sources, *reading.failed_sources])
+        context["ti"].xcom_push(key=XCOM_KEY, value=record.to_json())
+        CarbonMetricsHook(settings.metrics_conn_id).write(record)
+        log.info("carbon record: %s", record.to_json())
         return record
+
+
+def resolve_settings(task: Any) -> CarbonSettings:
+    """The task's settings: given on it, else in its DAG's ``default_args``, else ``[carbon]``."""
+    given = dict(task.carbon_options)
+    if getattr(task, "carbon_deadline", None) is not None:
+        given["deadline"] = task.carbon_deadline
+    dag = getattr(task, "dag", None)
+    return resolve(task.task_id, given, dag.default_args if dag is not None else None)
 
 
 def _first_ready_at(settings: CarbonSettings, key: TaskTryKey) -> datetime | None:
@@ -200,15 +220,3 @@ def _first_ready_at(settings: CarbonSettings, key: TaskTryKey) -> datetime | Non
         log.exception("carbon metrics store unreadable: the ready time comes from this host's spool, else now")
         stored = None
     return min((t for t in (stored, hook.spooled_ready_at(*where)) if t is not None), default=None)
-
-
-def _record_without_signal(run: CarbonTaskRun, reason: str, started_at: datetime, ended_at: datetime,
-                           energy_kwh: float) -> dict[str, Any]:
-    return {
-        "job_id": f"{run.key.dag_id}.{run.key.task_id}", "policy": run.settings.policy, "region": run.settings.region,
-        "source": run.specs[0].name, "reason": reason, "ready_at": run.ready_at.isoformat(),
-        "deadline": run.deadline.isoformat(), "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(),
-        "energy_kwh": energy_kwh, "solar_kwh": 0.0, "intensity_g_per_kwh": None,
-        "baseline_intensity_g_per_kwh": None, "emissions_g": None, "baseline_emissions_g": None, "estimated": True,
-        "delay_s": (started_at - run.ready_at).total_seconds(), "grid_kwh": energy_kwh, "saved_g": None,
-    }

@@ -1,6 +1,22 @@
 """Pure planning: when should a job that may wait start? No Airflow imports."""
 
 from airflow_carbon.planning.decision import Decision, Reason
-from airflow_carbon.planning.policies import POLICIES, Job, PolicySettings, decide
+from airflow_carbon.planning.policies import (
+    DEFAULT_MAX_DELAY,
+    DEFAULT_THRESHOLD_G_PER_KWH,
+    POLICIES,
+    Job,
+    PolicySettings,
+    decide,
+)
 
-__all__ = ["POLICIES", "Decision", "Job", "PolicySettings", "Reason", "decide"]
+__all__ = [
+    "DEFAULT_MAX_DELAY",
+    "DEFAULT_THRESHOLD_G_PER_KWH",
+    "POLICIES",
+    "Decision",
+    "Job",
+    "PolicySettings",
+    "Reason",
+    "decide",
+]

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from airflow_carbon.units import parse_instant
+
 
 class Reason(StrEnum):
     IMMEDIATE = "immediate"
@@ -64,3 +66,15 @@ class Decision:
             "expected_saving_g": self.expected_saving_g,
             "extrapolated": self.extrapolated,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        """The inverse of ``to_dict`` (derived fields are recomputed, not read)."""
+        return cls(
+            policy=data["policy"], now=parse_instant(data["now"]), start=parse_instant(data["start"]),
+            deadline=parse_instant(data["deadline"]), reason=Reason(data["reason"]),
+            expected_emissions_now_g=data.get("expected_emissions_now_g"),
+            expected_emissions_at_start_g=data.get("expected_emissions_at_start_g"),
+            extrapolated=bool(data.get("extrapolated", False)),
+        )
+

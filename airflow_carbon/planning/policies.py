@@ -47,6 +47,11 @@ class Job:
         return self.energy_kwh / (self.duration_s / 3600.0)
 
 
+#: The defaults of a task, a simulation and the Carbon view alike, written once.
+DEFAULT_THRESHOLD_G_PER_KWH = 250.0
+DEFAULT_MAX_DELAY = timedelta(hours=4)
+
+
 @dataclass(frozen=True)
 class PolicySettings:
     """Knobs of the policies; each policy reads only its own.
@@ -60,7 +65,7 @@ class PolicySettings:
         re-plan when data comes) or ``run`` at once.
     """
 
-    threshold_g_per_kwh: float = 250.0
+    threshold_g_per_kwh: float = DEFAULT_THRESHOLD_G_PER_KWH
     solar_threshold_kw: float | None = None
     min_saving_pct: float = 0.0
     on_unavailable: Literal["wait", "run"] = "wait"

@@ -7,9 +7,11 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
-from airflow_carbon.plugins.links import CarbonDecisionLink
-from airflow_carbon.settings import check_given, resolve
+from airflow_carbon.clock import utcnow
+from airflow_carbon.links import CarbonDecisionLink
+from airflow_carbon.operators.runtime import CarbonTaskRun, resolve_settings
+from airflow_carbon.settings import check_given
+from airflow_carbon.triggers.event import CarbonEvent
 
 
 class CarbonAwareSensor(BaseSensorOperator):
@@ -70,35 +72,43 @@ class CarbonAwareSensor(BaseSensorOperator):
         check_given(self.task_id, {**self.carbon_options, "deadline": deadline})
         self.deferrable = deferrable
         self._carbon: CarbonTaskRun | None = None
+        self._poked: CarbonEvent | None = None
 
-    def _carbon_run(self, context: Any, event: dict[str, Any] | None = None) -> CarbonTaskRun:
+    @property
+    def carbon_deadline(self) -> datetime | str | None:
+        """The deadline as rendered: the setting every carbon-aware operator keeps under this name."""
+        return self.deadline
+
+    def _carbon_run(self, context: Any) -> CarbonTaskRun:
         if self._carbon is None:
-            settings = resolve(self.task_id, {**self.carbon_options, "deadline": self.deadline},
-                               self.dag.default_args if self.dag else None)
-            self._carbon = CarbonTaskRun.start(self, context, settings, event)
+            self._carbon = CarbonTaskRun.start(self, context, resolve_settings(self))
         return self._carbon
 
     def execute(self, context: Any) -> None:
+        # Each execute is one try or one reschedule: an operator object run again in the same process
+        # (``dag.test()``, retries) must not keep the previous try's key or read its ready time from memory.
+        self._carbon = self._poked = None
         if not self.deferrable:
             super().execute(context)
-            return self._finish(context, self._poked)
-        return self._finish(context, self._carbon_run(context).wait_if_needed(self))
+            return self._finish(context, self._carbon_run(context), self._poked)
+        run = self._carbon_run(context)
+        return self._finish(context, run, run.wait_if_needed(self))
 
     def poke(self, context: Any) -> bool:
         """Each poke re-plans; the first also records the ready time, so reschedules keep the deadline."""
         first_poke = self._carbon is None
         run = self._carbon_run(context)
-        decision, self._poked = run.decide_now()
+        self._poked = run.decide_now()
         if first_poke:
-            run.write_decision(decision, self._poked)
-        return decision.run_now
+            run.write_decision(self._poked)
+        return self._poked.decision.run_now
 
-    def carbon_resume(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        event = event or {}
-        self._carbon_run(context, event)
-        self._finish(context, event)
+    def carbon_resume(self, context: Any, event: dict[str, Any]) -> None:
+        carbon_event = CarbonEvent.from_json(self.task_id, event)
+        self._finish(context, CarbonTaskRun.resume(self, context, carbon_event), carbon_event)
 
-    def _finish(self, context: Any, event: dict[str, Any]) -> None:
-        run = self._carbon_run(context)
+    def _finish(self, context: Any, run: CarbonTaskRun, event: CarbonEvent | None) -> None:
+        if event is None:  # poked to success without a decision in this process: plan once more for the record
+            event = run.decide_now()
         started_at = utcnow()
         run.finish(context, event, started_at, started_at + run.settings.expected_duration, estimated=True)

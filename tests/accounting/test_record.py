@@ -37,7 +37,7 @@ def test_a_record_says_when_its_figures_are_estimated_or_missing():
     record = account(job_id="j", policy="forecast", reason="deadline", ready_at=T0, deadline=T0,
                      started_at=T0, ended_at=T0 + HOUR, energy_kwh=1.0, intensity=replayed)
     assert record.estimated and record.emissions_g == pytest.approx(100)
-    assert record.to_dict()["source"] == "replay of de_ci.csv"
+    assert record.to_dict()["signal"] == "replay of de_ci.csv"
     beyond = account(job_id="j", policy="forecast", reason="signal_unavailable", ready_at=T0 + HOUR,
                      deadline=T0 + 2 * HOUR, started_at=T0 + 2 * HOUR, ended_at=T0 + 3 * HOUR, energy_kwh=1.0,
                      intensity=series([100, 100]))

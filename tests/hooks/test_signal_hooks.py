@@ -9,14 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airflow_carbon.hooks.electricitymaps import ElectricityMapsHook
-from airflow_carbon.hooks.sources import aclose_clients, aload_first, load_first
+from airflow_carbon.hooks.signal_csv import CarbonCsvHook
+from airflow_carbon.hooks.sources import aload_first, load_first
 from airflow_carbon.hooks.ukgrid import UKCarbonIntensityHook
 from airflow_carbon.hooks.watttime import WattTimeHook
-from airflow_carbon.operators.runtime import CarbonTaskRun, signal_specs
+from airflow_carbon.operators.runtime import CarbonTaskRun, checked_source_refs
 from airflow_carbon.settings import CarbonSettingsError, resolve
-from airflow_carbon.signals.services.base import reset_breakers
-from airflow_carbon.signals.source import SignalSpec
+from airflow_carbon.signals.services.http import reset_breakers
+from airflow_carbon.signals.services.pool import aclose_clients
+from airflow_carbon.signals.source import CsvFileSource, SourceRef
+from tests.fakes import FakeTask, FakeTaskInstance
 from tests.fakes.signal_server import EM_TOKEN, WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+from tests.signal_files import write_signal
 
 
 @pytest.fixture
@@ -70,18 +74,20 @@ def test_the_uk_api_needs_no_key_and_gives_half_hours(server):
 
 def test_a_failing_source_falls_back_to_the_next_and_says_which_failed_without_its_secret(server):
     server.fail("/v3/carbon-intensity", 500, times=None)
-    specs = [SignalSpec("connection", "DE", conn_id="em"), SignalSpec("connection", "GB", conn_id="uk")]
-    series, served_by, failures = load_first(specs, datetime.now(UTC))
-    assert served_by == "conn:uk" and series.region == "GB"
-    assert len(failures) == 1 and failures[0].startswith("conn:em: ") and "500" in failures[0]
-    assert EM_TOKEN not in failures[0]
+    refs = [SourceRef.connection("em", "DE"), SourceRef.connection("uk", "GB")]
+    reading = load_first(refs, datetime.now(UTC))
+    assert reading.served_by == "conn:uk" and reading.series.region == "GB" and reading.signal_kind == "average"
+    [failure] = reading.failed_sources
+    assert failure.startswith("conn:em: ") and "500" in failure and EM_TOKEN not in failure
 
 
 def test_every_source_down_gives_no_series_and_every_failure(server):
     server.fail("/", 503, times=None)
-    specs = [SignalSpec("connection", "DE", conn_id="em"), SignalSpec("connection", "GB", conn_id="uk")]
-    series, served_by, failures = run(aload_first(specs, datetime.now(UTC)))
-    assert series is None and served_by is None and [f.split(":")[1] for f in failures] == ["em", "uk"]
+    refs = [SourceRef.connection("em", "DE"), SourceRef.connection("uk", "GB")]
+    reading = run(aload_first(refs, datetime.now(UTC)))
+    assert reading.series is None and reading.served_by is None and reading.signal_kind is None
+    assert [f.split(":")[1] for f in reading.failed_sources] == ["em", "uk"]
+    assert all("503" in failure for failure in reading.failed_sources)
 
 
 def test_history_for_accounting_comes_from_the_measured_series(server):
@@ -100,23 +106,32 @@ def test_connection_tests_say_yes_and_no_without_the_password(server, monkeypatc
 
 def test_a_missing_or_foreign_source_connection_fails_the_task_at_its_start(server, monkeypatch):
     with pytest.raises(CarbonSettingsError, match="task 'tag': signal source connection 'nowhere' cannot be read"):
-        signal_specs("tag", resolve("tag", {"source": "nowhere"}))
+        checked_source_refs("tag", resolve("tag", {"source": "nowhere"}))
     monkeypatch.setenv("AIRFLOW_CONN_WEB", json.dumps({"conn_type": "http", "host": "example.org"}))
     with pytest.raises(CarbonSettingsError, match="task 'tag': connection 'web' has type 'http'"):
-        signal_specs("tag", resolve("tag", {"source": "em", "fallback": "web"}))
+        checked_source_refs("tag", resolve("tag", {"source": "em", "fallback": "web"}))
     with pytest.raises(CarbonSettingsError, match="task 'tag': carbon setting region='XX': no bundled data"):
-        signal_specs("tag", resolve("tag", {"region": "XX"}))
-    assert [s.name for s in signal_specs("tag", resolve("tag", {"source": "em", "fallback": "uk, wt"}))] == [
+        checked_source_refs("tag", resolve("tag", {"region": "XX"}))
+    assert [ref.name for ref in checked_source_refs("tag", resolve("tag", {"source": "em", "fallback": "uk, wt"}))] == [
         "conn:em", "conn:uk", "conn:wt"]
 
 
 def test_the_trigger_of_a_task_on_watttime_holds_its_connection_id_and_no_secret(server, monkeypatch, tmp_path):
-    from tests.operators.test_runtime import FakeTask, FakeTaskInstance
-
     monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
                        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
     run = CarbonTaskRun.start(FakeTask(), {"ti": FakeTaskInstance()}, resolve("summarize", {"source": "wt"}))
     kwargs = run.trigger().serialize()[1]
     text = json.dumps(kwargs)
-    assert kwargs["signals"] == [{"kind": "connection", "region": "DE", "path": None, "replay": None, "conn_id": "wt"}]
+    assert kwargs["signals"] == [{"name": "conn:wt", "region": "DE", "replay": None}]
+    assert kwargs["task_settings"]["source"] == "wt"
     assert not [secret for secret in (WATTTIME_USERNAME, WATTTIME_PASSWORD, server.base_url) if secret in text]
+
+
+def test_a_csv_connection_opens_as_its_file_with_its_own_region(server, monkeypatch, tmp_path):
+    path = write_signal(tmp_path / "signal.csv", green_in_s=-60)
+    monkeypatch.setenv("AIRFLOW_CONN_FILE", json.dumps({
+        "conn_type": "carbon_csv", "extra": {"path": str(path), "region": "TEST", "replay": "false"}}))
+    source = run(CarbonCsvHook("file").asource("DE"))
+    assert isinstance(source, CsvFileSource) and (source.name, source.region, source.path) == (
+        "conn:file", "TEST", str(path))
+    assert source.replay is False and CarbonCsvHook("file").test_connection()[0]

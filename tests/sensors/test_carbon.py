@@ -1,48 +1,174 @@
-"""The sensor's poke mode, for deployments without a triggerer; its deferring path runs in tests/e2e."""
+"""The sensor as Airflow runs it: ``dag.test()`` on a migrated metadata database, deferring, poking and rescheduling.
+
+The signal is the loopback WattTime fake: dirty until a few seconds after the sensor's first read, clean after,
+so every wait starts from the sensor's own first decision however long Airflow took to get there. A task
+downstream pulls the sensor's ``carbon`` XCom as a DAG author would, and the metrics store is a SQLite file.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_carbon.hooks.metrics import CarbonMetricsHook
+from airflow_carbon.metrics import COMPLETED, TaskTryRecord
+from airflow_carbon.signals.services.http import reset_breakers
+from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+
+LBS_PER_MWH_IN_G_PER_KWH = 0.453592
+GREEN_AFTER_S = 4  # after the sensor's first read; the fake's points are 5 s apart
+
+DAGS = '''
+import json
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
-import pytest
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_carbon import CarbonAwareSensor
-from airflow_carbon.hooks.metrics import CarbonMetricsHook
-from airflow_carbon.operators.runtime import XCOM_KEY
-from tests.operators.test_runtime import FakeTaskInstance
-from tests.signal_files import write_signal
+
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+GREEN = {"source": "wt", "region": "CAISO_NORTH", "max_delay": timedelta(hours=1), "energy_kwh": 1.0,
+         "expected_duration": timedelta(minutes=30), "refresh_interval": timedelta(seconds=5)}
+
+
+@task
+def downstream(ti=None):
+    record = ti.xcom_pull(task_ids="wait_green", key="carbon")
+    Path(os.environ["CARBON_SENSOR_XCOM"]).write_text(json.dumps(record))
+
+
+def sensor_dag(dag_id, **kwargs):
+    with DAG(dag_id, schedule=None, start_date=START) as dag:
+        CarbonAwareSensor(task_id="wait_green", **kwargs) >> downstream()
+    return dag
+
+
+deferrable = sensor_dag("sensor_deferrable", **GREEN)
+poke = sensor_dag("sensor_poke", **GREEN, deferrable=False, mode="poke", poke_interval=1)
+reschedule = sensor_dag("sensor_reschedule", **GREEN, deferrable=False, mode="reschedule", poke_interval=1,
+                        timeout=600)
+# With its source down it waits for it until its deadline. Were the deadline taken afresh at each reschedule,
+# it would never come, and the sensor would time out instead.
+to_the_deadline = sensor_dag("sensor_to_the_deadline", source="wt", region="CAISO_NORTH",
+                             max_delay=timedelta(seconds=6), energy_kwh=1.0, deferrable=False, mode="reschedule",
+                             poke_interval=1, timeout=120)
+'''
+
+
+@pytest.fixture(scope="module")
+def dags(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A migrated metadata database and a DAGs folder holding ``DAGS``, this process pointed at both."""
+    from airflow import settings
+    from airflow.utils.db import initdb
+
+    home = tmp_path_factory.mktemp("airflow_home")
+    folder = home / "dags"
+    folder.mkdir()
+    (folder / "carbon_sensor_dags.py").write_text(DAGS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+        patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
+        settings.configure_vars()
+        settings.reconfigure_orm()
+        initdb()
+        spec = importlib.util.spec_from_file_location("carbon_sensor_dags", folder / "carbon_sensor_dags.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield {dag.dag_id: dag for dag in (module.deferrable, module.poke, module.reschedule, module.to_the_deadline)}
+    settings.configure_vars()
+    settings.reconfigure_orm()
 
 
 @pytest.fixture
-def signal(monkeypatch, tmp_path):
-    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
-                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
-    path = tmp_path / "signal.csv"
-    monkeypatch.setenv("AIRFLOW_CONN_SIGNAL", json.dumps({"conn_type": "carbon_csv",
-                                                          "extra": {"path": str(path), "region": "TEST"}}))
-    yield path
+def server(monkeypatch, tmp_path) -> Iterator[FakeSignalServer]:
+    """The WattTime fake as connection ``wt``, a store of this test's own, and where the downstream task writes."""
+    reset_breakers()
+    with FakeSignalServer() as fake:
+        monkeypatch.setenv("AIRFLOW_CONN_WT", json.dumps({
+            "conn_type": "watttime", "login": WATTTIME_USERNAME, "password": WATTTIME_PASSWORD,
+            "host": fake.base_url, "extra": {"region": "CAISO_NORTH"}}))
+        monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
+                           json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
+        monkeypatch.setenv("CARBON_SENSOR_XCOM", str(tmp_path / "xcom.json"))
+        yield fake
     CarbonMetricsHook.reset_store_cache()
+    reset_breakers()
 
 
-def sensor() -> CarbonAwareSensor:
-    with DAG("nightly", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
-        return CarbonAwareSensor(task_id="wait_green", source="signal", max_delay=timedelta(hours=2),
-                                 energy_kwh=1.0, expected_duration=timedelta(minutes=30), deferrable=False)
+def run_dag(dag, tmp_path: Path) -> tuple[TaskTryRecord, TaskTryRecord]:
+    """Run the DAG; the record as the downstream task pulled it from XCom, and the store's one row."""
+    assert dag.test().state == "success"
+    pulled = TaskTryRecord.from_json(json.loads((tmp_path / "xcom.json").read_text()))
+    [row] = CarbonMetricsHook().get_store().records()
+    return pulled, row
 
 
-def test_poke_says_no_while_dirty_and_yes_when_green_then_records_the_gated_work(signal):
-    wait = sensor()
-    ti = FakeTaskInstance(task_id="wait_green")
-    write_signal(signal, green_in_s=3600, period_s=60)
-    assert wait.poke({"ti": ti}) is False
-    write_signal(signal, green_in_s=-60, period_s=60)
-    assert wait.poke({"ti": ti}) is True
-    wait._finish({"ti": ti}, wait._poked)
-    record = ti.pushed[XCOM_KEY]
-    assert record["reason"] == "green_window" and record["estimated"]  # the sensor does not see the work run
-    assert record["energy_kwh"] == 1.0 and record["intensity_g_per_kwh"] == pytest.approx(120)
-    [row] = CarbonMetricsHook().get_store().rows()
-    assert row["state"] == "completed" and row["task_id"] == "wait_green"
+@pytest.mark.parametrize("dag_id", ["sensor_deferrable", "sensor_poke", "sensor_reschedule"])
+def test_the_sensor_waits_for_the_green_window_and_records_the_work_it_gated(dags, server, tmp_path, dag_id):
+    server.green_window(after_first_request_s=GREEN_AFTER_S)
+    record, row = run_dag(dags[dag_id], tmp_path)
+    first_read = datetime.fromtimestamp(server.green_at_s - GREEN_AFTER_S, UTC)
+    green_at = datetime.fromtimestamp(server.green_at_s, UTC)
+
+    assert record.task_id == "wait_green" and record.state == COMPLETED and record.reason == "green_window"
+    assert record.source == record.served_by == "conn:wt" and record.signal == "watttime:co2_moer"
+    assert record.signal_kind == "marginal" and record.failed_sources == []
+    # The ready time is from before the first read (each reschedule reads it back); the deadline is kept from it.
+    assert record.ready_at <= first_read and record.deadline == record.ready_at + timedelta(hours=1)
+    assert record.started_at >= green_at  # the first clean point of the forecast is at or after it
+    # The work downstream, as declared: 1 kWh over 30 min at the clean intensity; the sensor does not see it run.
+    assert record.energy_kwh == 1.0 and record.ended_at - record.started_at == timedelta(minutes=30)
+    assert record.intensity_g_per_kwh == pytest.approx(300 * LBS_PER_MWH_IN_G_PER_KWH) and record.estimated
+    assert record.saved_g > 0 and record.emissions_g == pytest.approx(record.intensity_g_per_kwh)
+    assert row == replace(record, updated_at=row.updated_at)  # the store stamps when it wrote the row
+
+
+def test_a_rescheduled_sensor_keeps_its_first_pokes_deadline_and_runs_at_it(dags, server, tmp_path):
+    server.fail("/v3/forecast", 500, times=None)
+    record, row = run_dag(dags["sensor_to_the_deadline"], tmp_path)
+    assert record.reason == "deadline" and record.state == row.state == COMPLETED
+    # The first poke, made when it became ready, found no signal and waited: the decision on the record was made
+    # by a later poke, at the deadline of the first.
+    assert record.deadline == record.ready_at + timedelta(seconds=6)
+    assert record.decided_at >= record.deadline - timedelta(seconds=1) > record.ready_at  # plans count whole seconds
+    assert record.served_by is None and record.emissions_g is None and record.estimated
+    assert all(failure.startswith("conn:wt: ") for failure in record.failed_sources)
+    assert "HTTP 500" in record.failed_sources[-1]  # the read for the record, after the work, is not bounded
+    assert row == replace(record, updated_at=row.updated_at)
+
+
+# ------------------------------------------------------------------------------------------ at parse time
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ('max_delay="-2h"', "task 'wait': carbon setting max_delay='-2h'"),
+    ('policy="greenest"', "task 'wait': carbon setting policy='greenest': unknown policy"),
+    ('deadline="2026-01-01T06:00:00"', "task 'wait': carbon setting deadline=.*no timezone"),
+    ("energy_kwh=-1", "task 'wait': carbon setting energy_kwh=-1"),
+])
+def test_bad_settings_fail_the_dag_file_when_it_is_parsed_naming_the_task_and_setting(tmp_path, arguments, message):
+    from airflow.dag_processing.dagbag import DagBag
+
+    (tmp_path / "bad.py").write_text(textwrap.dedent(f"""
+        import pendulum
+        from airflow.sdk import DAG
+        from airflow_carbon import CarbonAwareSensor
+
+        with DAG("bad", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+            CarbonAwareSensor(task_id="wait", {arguments})
+    """))
+    bag = DagBag(dag_folder=str(tmp_path))
+    [error] = bag.import_errors.values()
+    assert "CarbonSettingsError" in error and re.search(message, error) and not bag.dags

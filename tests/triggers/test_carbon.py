@@ -1,17 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
-from airflow_carbon.signals.cache import SingleFlightCache, shared_cache
+from airflow_carbon.settings import resolve
+from airflow_carbon.signals.cache import shared_cache
+from airflow_carbon.signals.source import SourceRef
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
+from airflow_carbon.triggers.event import CarbonEvent
 from tests.signal_files import write_signal
 
-BUNDLED_DE = {"kind": "bundled", "region": "DE"}
+BUNDLED_DE = SourceRef.bundled("DE").to_dict()
 
 
 def trigger_for(path, *, deadline_in_s: float = 60, refresh_s: float = 1, policy: str = "forecast",
@@ -19,8 +21,8 @@ def trigger_for(path, *, deadline_in_s: float = 60, refresh_s: float = 1, policy
     now = datetime.now(UTC)
     return CarbonWindowTrigger(
         ready_at=ready_at or now, deadline=now + timedelta(seconds=deadline_in_s), policy=policy, duration_s=1,
-        energy_kwh=0.01, signals=[{"kind": "csv", "region": "TEST", "path": str(path), "replay": False}],
-        refresh_s=refresh_s)
+        energy_kwh=0.01, signals=[SourceRef.file(str(path), "TEST", replay=False).to_dict()], refresh_s=refresh_s,
+        task_settings=resolve("summarize", {"region": "TEST", "policy": policy}).to_json())
 
 
 async def first_event(trigger: CarbonWindowTrigger, timeout_s: float = 30):
@@ -34,8 +36,24 @@ def test_serialization_round_trip_keeps_absolute_instants_and_no_secret(tmp_path
     assert again.serialize() == (classpath, kwargs)
     assert kwargs["deadline"] == trigger.deadline.isoformat() and kwargs["ready_at"] == trigger.ready_at.isoformat()
     assert set(kwargs) == {"ready_at", "deadline", "policy", "duration_s", "energy_kwh", "signals", "settings",
-                           "refresh_s"}
-    assert [set(spec) for spec in kwargs["signals"]] == [{"kind", "region", "path", "replay", "conn_id"}]
+                           "refresh_s", "task_settings"}
+    assert kwargs["signals"] == [{"name": f"csv:{tmp_path / 'signal.csv'}", "region": "TEST", "replay": False}]
+    assert kwargs["task_settings"]["region"] == "TEST" and kwargs["task_settings"]["source"] is None
+
+
+def test_a_trigger_deferred_by_the_previous_release_runs_and_hands_back_no_settings(tmp_path):
+    """Its kwargs name sources as ``SignalSpec`` dicts and carry no task settings."""
+    path = write_signal(tmp_path / "signal.csv", green_in_s=-10)
+    now = datetime.now(UTC)
+    trigger = CarbonWindowTrigger(
+        ready_at=now.isoformat(), deadline=(now + timedelta(seconds=60)).isoformat(), policy="forecast",
+        duration_s=1, energy_kwh=0.01, settings={"threshold_g_per_kwh": 250.0, "min_saving_pct": 0.0},
+        signals=[{"kind": "csv", "region": "TEST", "path": str(path), "replay": False, "conn_id": None},
+                 {"kind": "bundled", "region": "DE", "path": None, "replay": None, "conn_id": None}])
+    assert [ref["name"] for ref in trigger.serialize()[1]["signals"]] == [f"csv:{path}", "bundled:DE"]
+    event = CarbonEvent.from_json("summarize", asyncio.run(first_event(trigger)).payload)
+    assert event.reason == "green_window" and event.served_by == f"csv:{path}" and event.settings is None
+    assert event.sources == (SourceRef.file(str(path), "TEST", replay=False), SourceRef.bundled("DE"))
 
 
 def test_a_recreated_trigger_keeps_its_deadline(tmp_path):
@@ -47,10 +65,11 @@ def test_a_recreated_trigger_keeps_its_deadline(tmp_path):
 def test_it_waits_for_the_green_window_and_says_so(tmp_path):
     started = datetime.now(UTC)  # before the file, whose green window begins at int(now) + 2 s
     path = write_signal(tmp_path / "signal.csv", green_in_s=2)
-    event = asyncio.run(first_event(trigger_for(path)))
-    assert event.payload["reason"] == "green_window"
-    assert datetime.fromisoformat(event.payload["fired_at"]) >= started + timedelta(seconds=1)
-    assert event.payload["served_by"] == f"csv:{path}" and event.payload["failed_sources"] == []
+    trigger = trigger_for(path)
+    event = CarbonEvent.from_json("summarize", asyncio.run(first_event(trigger)).payload)
+    assert event.reason == "green_window" and event.decision.now >= started + timedelta(seconds=1)
+    assert event.served_by == f"csv:{path}" and event.failed_sources == () and event.sources == tuple(trigger.signals)
+    assert event.settings == trigger.task_settings and event.settings.region == "TEST"
 
 
 def test_green_now_fires_at_once(tmp_path):
@@ -95,58 +114,11 @@ def test_a_thousand_waiting_triggers_read_their_source_once(tmp_path):
     assert loads == 1
 
 
-def test_the_cache_loads_once_per_key_for_all_callers_and_refreshes_when_stale():
-    clock = [0.0]
-    threads: list[int] = []
-    release = threading.Event()
-
-    def load() -> str:
-        threads.append(threading.get_ident())
-        release.wait(5)
-        return f"value {len(threads)}"
-
-    def in_thread():
-        return asyncio.to_thread(load)
-
-    async def scenario():
-        cache = SingleFlightCache(clock=lambda: clock[0])
-        waiting = [asyncio.create_task(cache.get("DE", in_thread, max_age_s=300)) for _ in range(50)]
-        await asyncio.sleep(0.05)
-        release.set()
-        first = await asyncio.gather(*waiting)
-        cached = await cache.get("DE", in_thread, max_age_s=300)
-        clock[0] = 301
-        refreshed = await cache.get("DE", in_thread, max_age_s=300)
-        return first, cached, refreshed, cache.loads
-
-    first, cached, refreshed, loads = asyncio.run(scenario())
-    assert set(first) == {"value 1"} and cached == "value 1" and refreshed == "value 2" and loads == 2
-
-
-def test_a_failed_load_is_not_cached_but_the_last_good_value_is_kept():
-    outcomes = iter(["good", RuntimeError("service down")])
-
-    async def load() -> str:
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    async def scenario():
-        cache = SingleFlightCache(clock=lambda: 0.0)
-        assert await cache.get("k", load, max_age_s=-1) == "good"
-        with pytest.raises(RuntimeError, match="service down"):
-            await cache.get("k", load, max_age_s=-1)
-        return cache.last_good("k")
-
-    assert asyncio.run(scenario()) == ("good", 0.0)
-
-
 def test_a_source_slower_than_the_deadline_cannot_hold_the_trigger_past_it(monkeypatch):
-    async def never_answers(spec, now, history):
+    async def never_answers(ref, now, history):
         await asyncio.sleep(3600)
 
-    monkeypatch.setattr("airflow_carbon.triggers.carbon.aload_signal", never_answers)
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.aload", never_answers)
     trigger = CarbonWindowTrigger(ready_at=datetime.now(UTC), deadline=datetime.now(UTC) + timedelta(seconds=1.5),
                                   policy="forecast", duration_s=1, energy_kwh=0.01, signals=[BUNDLED_DE],
                                   refresh_s=600)
@@ -159,11 +131,11 @@ def test_a_source_slower_than_the_deadline_cannot_hold_the_trigger_past_it(monke
 def test_at_the_deadline_the_trigger_fires_without_reading_its_source(monkeypatch):
     reads = []
 
-    async def counted(spec, now, history):
-        reads.append(spec)
+    async def counted(ref, now, history):
+        reads.append(ref)
         raise RuntimeError("should not be read")
 
-    monkeypatch.setattr("airflow_carbon.triggers.carbon.aload_signal", counted)
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.aload", counted)
     now = datetime.now(UTC)
     trigger = CarbonWindowTrigger(ready_at=now - timedelta(hours=1), deadline=now, policy="forecast", duration_s=1,
                                   energy_kwh=0.01, signals=[BUNDLED_DE])
