@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from airflow_carbon import __version__
-from airflow_carbon.plugins.api import MAX_UPLOAD_BYTES, UPLOAD_FIELDS
 from airflow_carbon.plugins.api import router as api_router
 from airflow_carbon.plugins.auth import CurrentUser
+from airflow_carbon.plugins.simulation import MAX_UPLOAD_BYTES, UPLOAD_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ MAX_REQUEST_BYTES = len(UPLOAD_FIELDS) * MAX_UPLOAD_BYTES + 256 * 1024
 class RequestSizeLimit:
     """Refuse, before the body is read, a request that announces more than ``max_bytes`` (413).
 
-    Uploads are also measured one by one as they are saved (``api.save_upload``); this stops a
+    Uploads are also measured one by one as they are saved (``simulation.save_upload``); this stops a
     huge multipart body from being spooled to disk first.
     """
 

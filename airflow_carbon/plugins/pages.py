@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from airflow_carbon import __version__
-from airflow_carbon.plugins.api import parse_map_index
 from airflow_carbon.plugins.auth import CurrentUser
+from airflow_carbon.plugins.common import parse_map_index
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
@@ -143,6 +143,9 @@ async def task_decision(request: Request, user: CurrentUser, dag_id: str, run_id
 @router.get("/simulate", response_class=HTMLResponse, include_in_schema=False)
 async def simulate(request: Request, user: CurrentUser) -> HTMLResponse:
     """Upload jobs, carbon and solar CSVs and compare policies, as ``airflow-carbon simulate`` does."""
-    from airflow_carbon.planning import POLICIES
+    from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES
+    from airflow_carbon.units import parse_duration
 
-    return _render(request, "simulate.html", nav="simulate", policies=list(POLICIES), max_delays=MAX_DELAYS)
+    default_max_delay = next((value for value, _ in MAX_DELAYS if parse_duration(value) == DEFAULT_MAX_DELAY), None)
+    return _render(request, "simulate.html", nav="simulate", policies=list(POLICIES), max_delays=MAX_DELAYS,
+                   default_max_delay=default_max_delay, default_threshold=f"{DEFAULT_THRESHOLD_G_PER_KWH:g}")

@@ -15,8 +15,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_carbon.links import URL_PREFIX, CarbonDecisionLink
 from airflow_carbon.plugins.app import app
-from airflow_carbon.plugins.links import URL_PREFIX, CarbonDecisionLink
 
 NAV_VIEW = {"name": "Carbon", "href": "carbon/", "destination": "nav", "url_route": "carbon",
             "nav_top_level": True}

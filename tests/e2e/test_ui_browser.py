@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_carbon.metrics import MetricsStore, TaskTryKey
+from airflow_carbon.metrics import MetricsStore, TaskTryRecord
 from tests.e2e.airflow_cluster import AirflowCluster
 from tests.signal_files import write_signal
 
@@ -38,13 +38,13 @@ def seed_history(store: MetricsStore) -> None:
     today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     for day in range(1, 4):
         ready = today - timedelta(days=day)
-        record = {"region": "DE", "source": "bundled:DE", "policy": "forecast", "reason": "green_window",
-                  "ready_at": ready, "deadline": ready + timedelta(hours=4), "started_at": ready + timedelta(hours=2),
-                  "ended_at": ready + timedelta(hours=3), "delay_s": 7200.0, "intensity_g_per_kwh": 300.0,
-                  "baseline_intensity_g_per_kwh": 400.0, "energy_kwh": 10.0, "solar_kwh": 0.0, "grid_kwh": 10.0,
-                  "emissions_g": 3000.0, "baseline_emissions_g": 4000.0, "saved_g": 1000.0, "estimated": False}
-        store.record_completion(TaskTryKey("carbon_demo", "nightly_eval", f"scheduled__{day}", -1, 1), record,
-                                served_by="bundled:DE")
+        store.write(TaskTryRecord(
+            "carbon_demo", "nightly_eval", f"scheduled__{day}", state="completed", region="DE", source="bundled:DE",
+            served_by="bundled:DE", policy="forecast", reason="green_window", ready_at=ready,
+            deadline=ready + timedelta(hours=4), started_at=ready + timedelta(hours=2),
+            ended_at=ready + timedelta(hours=3), delay_s=7200.0, intensity_g_per_kwh=300.0,
+            baseline_intensity_g_per_kwh=400.0, energy_kwh=10.0, solar_kwh=0.0, grid_kwh=10.0, emissions_g=3000.0,
+            baseline_emissions_g=4000.0, saved_g=1000.0, estimated=False))
 
 
 def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(airflow_cluster):

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from airflow_carbon.metrics import MetricsStore, TaskTryKey
 from airflow_carbon.signals.bundled import bundled_path
-from tests.plugins.test_queries import decide, seed_history
+from tests.metrics.seeds import decide, seed_history
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 ANALYST_DAGS = {"dag_a"}
@@ -70,7 +70,7 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
     from airflow.api_fastapi.app import init_auth_manager, init_plugins, purge_cached_app
 
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
-    from airflow_carbon.plugins import api
+    from airflow_carbon.plugins import common, intensity
 
     home = tmp_path_factory.mktemp("airflow_home")
     metrics_url = f"sqlite:///{home / 'carbon_metrics.db'}"
@@ -91,9 +91,9 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
         patch.delenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT", raising=False)
         settings.configure_vars()
         settings.reconfigure_orm()
-        api.reset_store_cache()
+        common.reset_store_cache()
         CarbonMetricsHook.reset_store_cache()
-        api.clear_intensity_cache()
+        intensity.clear_intensity_cache()
         try:
             _register_dags("dag_a", "dag_b")
             _add_connection("carbon_metrics_default", "carbon_metrics", {"sqlalchemy_url": metrics_url})
@@ -109,14 +109,14 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
             store.close()
         finally:
             purge_cached_app()
-            api.reset_store_cache()
+            common.reset_store_cache()
             CarbonMetricsHook.reset_store_cache()
     settings.configure_vars()
     settings.reconfigure_orm()
 
 
 def seed_store(store: MetricsStore) -> None:
-    """The history of ``test_queries`` and, relative to the real clock, one waiting try in each DAG."""
+    """The history of ``tests.metrics.seeds`` and, relative to the real clock, one waiting try in each DAG."""
     seed_history(store)
     now = datetime.now(UTC)
     decide(store, TaskTryKey("dag_a", "translate", "manual__2024-06-01T00:00:00+00:00"), ready_at=now - H,
@@ -229,13 +229,12 @@ def test_a_user_sees_only_the_dags_they_may_read(airflow_api, client):
 
 
 def test_intensity_of_a_bundled_source_is_cached(airflow_api, client, monkeypatch):
-    from airflow_carbon.hooks import sources
-    from airflow_carbon.plugins import api
+    from airflow_carbon.plugins import intensity
 
-    api.clear_intensity_cache()
+    intensity.clear_intensity_cache()
     calls = []
-    real = sources.load_first
-    monkeypatch.setattr(sources, "load_first", lambda *args: calls.append(args) or real(*args))
+    real = intensity.load_first
+    monkeypatch.setattr(intensity, "load_first", lambda *args: calls.append(args) or real(*args))
     headers = as_user(airflow_api, "analyst")
     first = client.get("/carbon/api/intensity", params={"source": "bundled:DE"}, headers=headers).json()
     assert first["region"] == "DE" and first["source"] == "bundled:DE" and first["period_s"] == 900
@@ -253,7 +252,7 @@ def test_intensity_of_a_bundled_source_is_cached(airflow_api, client, monkeypatc
     ({"source": "csv:/etc/passwd"}, "file sources are not read on request"),
     ({"source": "bundled:XX"}, "no bundled data for region 'XX'"),
     ({}, "give a source"),
-    ({"source": "replay of /data/de_ci.csv"}, "its served_by names the source"),
+    ({"source": "replay of /data/de_ci.csv"}, "expected bundled:<region>"),
     ({"source": "bundled:DE", "start": "yesterday"}, "start: not a date or an ISO 8601 instant"),
     ({"source": "bundled:DE", "start": "2024-06-01", "end": "2024-07-01"}, "at most 10 days apart"),
 ])
@@ -327,7 +326,7 @@ def test_openapi_and_docs_behind_auth(airflow_api, client):
 def test_the_extra_link_opens_the_task_page_under_the_base_url(airflow_api, client, monkeypatch):
     from airflow.models.taskinstancekey import TaskInstanceKey
 
-    from airflow_carbon.plugins.links import CarbonDecisionLink
+    from airflow_carbon.links import CarbonDecisionLink
 
     run_id = "manual__2024-06-01T00:00:00+00:00"
     key = TaskInstanceKey(dag_id="dag_a", task_id="translate", run_id=run_id, try_number=1, map_index=-1)

@@ -1,7 +1,8 @@
 """The "Carbon decision" button on a carbon-aware task instance: its page in the Carbon plugin.
 
 The URL depends on the task instance's key only, never on what the task pushed to XCom, so the
-button works while the task is still deferred.
+button works while the task is still deferred. It lives beside the operators and sensors that carry
+it, not in ``plugins/``, which registers it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,73 @@
+"""The shapes of the Carbon API's answers, as ``/carbon/docs`` shows them: a task try's are views of its record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, create_model
+
+from airflow_carbon.metrics.record import (
+    DERIVED_FIELDS,
+    FIELD_NAMES,
+    FIELD_TYPES,
+    KEY_FIELDS,
+    RUN_FIELDS,
+    WAITING_FIELDS,
+)
+
+
+def _view(name: str, doc: str, names: Iterable[str], derived: bool = False) -> type[BaseModel]:
+    """A model of some of a record's fields, typed by the record's schema; the key's fields are required."""
+    fields: dict[str, Any] = {
+        field: (FIELD_TYPES[field], ...) if field in KEY_FIELDS or field == "state" else
+        (list[str] | None if FIELD_TYPES[field] is list else FIELD_TYPES[field] | None, None)
+        for field in names
+    }
+    if derived:
+        fields |= {field: (kind | None, None) for field, kind in DERIVED_FIELDS.items()}
+    return create_model(name, __doc__=doc, **fields)
+
+
+class HistoryDay(BaseModel):
+    dag_id: str
+    day: str
+    tasks_run: int
+    delayed: int
+    forced_by_deadline: int
+    served_by_fallback: int
+    energy_kwh: float
+    emissions_g: float
+    baseline_emissions_g: float
+    saved_g: float
+    saved_pct: float | None = None
+
+
+DeferredTask = _view("DeferredTask", "A try waiting for a cleaner grid, with the figures it is shown with.",
+                     WAITING_FIELDS, derived=True)
+TaskRun = _view("TaskRun", "A try that has run: what it emitted, and what it saved against running when ready.",
+                RUN_FIELDS)
+TaskTry = _view("TaskTry", "One try of a task instance as the store holds it, with what the pages derive from it.",
+                FIELD_NAMES, derived=True)
+
+
+class IntensitySeries(BaseModel):
+    region: str
+    source: str
+    requested_source: str
+    period_s: int
+    unit: str
+    kind: str
+    replayed: bool
+    estimated: bool
+    failed_sources: list[str]
+    points: list[tuple[datetime, float]]
+
+
+class SimulationResult(BaseModel):
+    inputs: dict[str, Any]
+    headline: str
+    policies: list[dict[str, Any]]
+    table: str
+    figures: dict[str, str]
