@@ -12,6 +12,7 @@ import attr
 from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.bases.decorator import task_decorator_factory
+from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_carbon.operators.carbon_aware import carbon_aware_class, wrap_operator
 from airflow_carbon.settings import SETTING_NAMES, check_given
@@ -26,12 +27,13 @@ def carbon_aware(target: Any = None, /, **options: Any) -> Any:
 
     Stack it on ``@task`` (``@carbon_aware(max_delay=timedelta(hours=4))`` or bare
     ``@carbon_aware``), or call it on any operator instance:
-    ``carbon_aware(BashOperator(...), max_delay=timedelta(minutes=30))``. Settings not
-    given come from the DAG's ``default_args``, then from ``[carbon]`` in airflow.cfg.
+    ``carbon_aware(BashOperator(...), max_delay=timedelta(minutes=30))``, including one that
+    defers itself, or on a mapped one: ``carbon_aware(BashOperator.partial(...).expand(...))``.
+    Settings not given come from the DAG's ``default_args``, then from ``[carbon]`` in airflow.cfg.
     """
     if target is None:
         return lambda decorated: carbon_aware(decorated, **options)
-    if isinstance(target, BaseOperator):
+    if isinstance(target, BaseOperator | MappedOperator):
         return wrap_operator(target, options)
     if _is_task_decorator(target):
         check_given(target.kwargs.get("task_id", target.function.__name__), options)
@@ -40,7 +42,8 @@ def carbon_aware(target: Any = None, /, **options: Any) -> Any:
     if callable(target):
         raise TypeError(f"@carbon_aware goes on a @task function or an operator instance; {target!r} is a plain "
                         "function: put @task under @carbon_aware, or use @task.carbon_aware")
-    raise TypeError(f"carbon_aware() takes an operator instance or a @task function, got {target!r}")
+    raise TypeError(f"carbon_aware() takes an operator instance, a mapped operator or a @task function, "
+                    f"got {target!r}")
 
 
 def carbon_aware_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None, **kwargs: Any):

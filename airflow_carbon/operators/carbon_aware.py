@@ -2,21 +2,48 @@
 
 ``carbon_aware(op, ...)`` gives an operator instance a subclass of its own class with
 ``CarbonAwareMixin`` in front, so its templated fields, its ``execute`` and its return
-value are untouched; the decorators build their operators from the same mixin.
+value are untouched; ``carbon_aware(Op.partial(...).expand(...))`` gives a mapped operator the
+same class, which every mapped instance is built from; the decorators build their operators from
+the same mixin.
+
+An operator that defers itself (``deferrable=True``) keeps its own trigger, timeout and kwargs;
+only where it resumes changes, so its try is recorded when its own resume method returns or fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+from airflow.sdk.definitions.mappedoperator import MappedOperator
+from airflow.sdk.exceptions import (
+    AirflowRescheduleException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+    TaskDeferred,
+)
 
-from airflow_carbon.operators.runtime import CarbonTaskRun, utcnow
-from airflow_carbon.plugins.links import CarbonDecisionLink
-from airflow_carbon.settings import SETTING_NAMES, check_given, resolve
+from airflow_carbon.clock import utcnow
+from airflow_carbon.errors import CarbonError
+from airflow_carbon.links import CarbonDecisionLink
+from airflow_carbon.operators.runtime import CarbonTaskRun, resolve_settings
+from airflow_carbon.settings import SETTING_NAMES, check_given
+from airflow_carbon.triggers.event import CarbonEvent
+from airflow_carbon.units import parse_instant
+
+log = logging.getLogger(__name__)
+
+#: Where a wrapped operator that deferred itself resumes, in place of its own method.
+WORK_RESUME_METHOD = "carbon_resume_work"
+#: The XCom of a try whose work deferred itself: its own resume method, when the work started, the
+#: carbon event. XCom, not the deferral's kwargs: Airflow keeps a try's XComs across its deferrals,
+#: while ``dags test`` drops the kwargs when the trigger fires and a trigger timeout replaces them.
+WORK_XCOM_KEY = "carbon_work"
 
 
 class CarbonAwareMixin:
@@ -33,39 +60,109 @@ class CarbonAwareMixin:
     carbon_deadline: datetime | str | None
 
     def execute(self, context: Any) -> Any:
-        run = self._carbon_run(context)
-        return self._carbon_work(context, run, run.wait_if_needed(self))
+        run = CarbonTaskRun.start(self, context, resolve_settings(self))
+        event = run.wait_if_needed(self)
+        return self._carbon_work(context, run, event, utcnow(), partial(super().execute, context))
 
-    def carbon_resume(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+    def carbon_resume(self, context: Any, event: dict[str, Any]) -> Any:
         """Where the task resumes when its trigger fires: run the work, then record it."""
-        event = event or {}
-        return self._carbon_work(context, self._carbon_run(context, event), event)
+        carbon_event = CarbonEvent.from_json(self.task_id, event)
+        return self._carbon_work(context, CarbonTaskRun.resume(self, context, carbon_event), carbon_event, utcnow(),
+                                 partial(super().execute, context))
 
-    def _carbon_run(self, context: Any, event: dict[str, Any] | None = None) -> CarbonTaskRun:
-        given = dict(self.carbon_options)
-        if self.carbon_deadline is not None:
-            given["deadline"] = self.carbon_deadline
-        dag = getattr(self, "dag", None)
-        settings = resolve(self.task_id, given, dag.default_args if dag is not None else None)
-        return CarbonTaskRun.start(self, context, settings, event)
+    def carbon_resume_work(self, context: Any, **kwargs: Any) -> Any:
+        """Where a wrapped operator that deferred itself resumes: its own method, with what Airflow passes it."""
+        work = self._carbon_deferred_work(context)
+        if work is None:
+            raise CarbonError(f"task {self.task_id!r} resumed its own work, but its {WORK_XCOM_KEY!r} XCom, which "
+                              "names the method to resume, is gone")
+        if work["ended_by_trigger"]:
+            resume: Callable[[], Any] = _ended_by_its_trigger
+        else:
+            resume = partial(getattr(self, work["method"]), context, **kwargs)
+        return self._carbon_resume_work(context, work, resume)
 
-    def _carbon_work(self, context: Any, run: CarbonTaskRun, event: dict[str, Any]) -> Any:
-        started_at = utcnow()
-        result = super().execute(context)
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """A deferred work whose own trigger failed or timed out is recorded as failed.
+
+        Airflow then resumes the task with ``__fail__`` and the failure in place of the kwargs.
+        """
+        resume = partial(super().resume_execution, next_method, next_kwargs, context)  # type: ignore[misc]
+        if next_method == TRIGGER_FAIL_REPR and (work := self._carbon_deferred_work(context)) is not None:
+            return self._carbon_resume_work(context, work, resume)
+        return resume()
+
+    def _carbon_resume_work(self, context: Any, work: dict[str, Any], resume: Callable[[], Any]) -> Any:
+        """Go on with the work on the carbon decision and start it deferred with, so ready time and deadline hold."""
+        event = CarbonEvent.from_json(self.task_id, work["event"])
+        return self._carbon_work(context, CarbonTaskRun.resume(self, context, event), event,
+                                 parse_instant(work["started_at"]), resume)
+
+    def _carbon_work(self, context: Any, run: CarbonTaskRun, event: CarbonEvent, started_at: datetime,
+                     work: Callable[[], Any]) -> Any:
+        """Run (or resume) the work and record the try when it ends, whether it succeeded or failed."""
+        try:
+            result = work()
+        except TaskDeferred as deferral:
+            raise self._carbon_defer_work(context, deferral, event, started_at) from None
+        except AirflowRescheduleException:  # a sensor in reschedule mode: the try goes on later
+            raise
+        except AirflowSkipException:  # the work ended and chose to skip: not a failure
+            run.finish(context, event, started_at, utcnow())
+            raise
+        except (Exception, AirflowTaskTimeout):
+            try:
+                run.finish(context, event, started_at, utcnow(), failed=True)
+            except Exception:  # the work's own error is the one to show
+                log.exception("carbon: the failed try of %r could not be recorded", self.task_id)
+            raise
         run.finish(context, event, started_at, utcnow())
         return result
 
+    def _carbon_defer_work(self, context: Any, deferral: TaskDeferred, event: CarbonEvent,
+                           started_at: datetime) -> TaskDeferred:
+        """The work's own deferral (same trigger, timeout and kwargs), resuming in ``carbon_resume_work``.
+
+        A trigger that would end the task itself (``end_from_trigger``) resumes it instead, so the
+        try is recorded; the task then ends as that trigger would have ended it.
+        """
+        trigger = deferral.trigger
+        ended_by_trigger = bool(getattr(trigger, "end_from_trigger", False))
+        if ended_by_trigger:
+            trigger.end_from_trigger = False
+        context["ti"].xcom_push(key=WORK_XCOM_KEY, value={
+            "method": deferral.method_name, "ended_by_trigger": ended_by_trigger,
+            "started_at": started_at.isoformat(), "event": event.to_json(),
+        })
+        return TaskDeferred(trigger=trigger, method_name=WORK_RESUME_METHOD, kwargs=deferral.kwargs,
+                            timeout=deferral.timeout)
+
+    def _carbon_deferred_work(self, context: Any) -> dict[str, Any] | None:
+        ti = context["ti"]
+        return ti.xcom_pull(task_ids=ti.task_id, key=WORK_XCOM_KEY, map_indexes=ti.map_index)
+
+
+def _ended_by_its_trigger() -> None:
+    """A trigger that ends its task ends it successfully, with nothing returned: so does the resumed task."""
+
+
+def check_carbon_options(task_id: str, dag: Any, options: Mapping[str, Any]) -> None:
+    """Check the options, and the DAG's ``default_args`` that are carbon settings, now: at DAG parse time."""
+    check_given(task_id, options)
+    if dag is not None and dag.default_args:
+        check_given(task_id, {name: value for name, value in dag.default_args.items() if name in SETTING_NAMES})
+
 
 def set_carbon_options(task: Any, options: Mapping[str, Any]) -> None:
-    """Check the options, and the DAG's ``default_args`` that are carbon settings, now (DAG parse time) and keep
-    them; ``deadline`` stays templated."""
+    """Check the options and keep them; ``deadline`` stays templated.
+
+    The task may not start in the triggerer (``start_from_trigger``): its carbon decision comes first.
+    """
     options = dict(options)
-    check_given(task.task_id, options)
-    dag = getattr(task, "dag", None)
-    if dag is not None and dag.default_args:
-        check_given(task.task_id, {name: value for name, value in dag.default_args.items() if name in SETTING_NAMES})
+    check_carbon_options(task.task_id, getattr(task, "dag", None), options)
     task.carbon_deadline = options.pop("deadline", None)
     task.carbon_options = options
+    task.start_from_trigger = False
 
 
 @cache
@@ -93,12 +190,32 @@ def carbon_aware_class(base: type[BaseOperator]) -> type[BaseOperator]:
     return cls
 
 
-def wrap_operator(operator: BaseOperator, options: Mapping[str, Any]) -> BaseOperator:
-    """Make an operator instance carbon-aware in place and return it."""
+def wrap_operator(operator: BaseOperator | MappedOperator, options: Mapping[str, Any]) -> BaseOperator | MappedOperator:
+    """Make an operator instance, or a mapped classic operator, carbon-aware in place and return it."""
+    if isinstance(operator, MappedOperator):
+        return _wrap_mapped(operator, options)
     if not isinstance(operator, BaseOperator):
-        raise TypeError(f"carbon_aware() takes an operator instance or a @task function, got {operator!r}; "
-                        "for a mapped classic operator, wrap it before .partial() is not possible: "
-                        "use @task.carbon_aware with .expand() instead")
+        raise TypeError(f"carbon_aware() takes an operator instance, a mapped operator or a @task function, "
+                        f"got {operator!r}")
     operator.__class__ = carbon_aware_class(type(operator))
     set_carbon_options(operator, options)
     return operator
+
+
+def _wrap_mapped(mapped: MappedOperator, options: Mapping[str, Any]) -> MappedOperator:
+    """Every mapped instance is built from ``operator_class`` with ``partial_kwargs``: give it the carbon class.
+
+    The worker parses the DAG file again, so it builds the same class; ``@task.carbon_aware``'s
+    ``.expand()`` reaches the same state through ``partial``.
+    """
+    check_carbon_options(mapped.task_id, mapped.dag, options)
+    cls = carbon_aware_class(mapped.operator_class)
+    mapped.operator_class = cls
+    mapped.partial_kwargs["carbon_options"] = dict(options)
+    mapped.template_fields = cls.template_fields
+    mapped.operator_extra_links = cls.operator_extra_links
+    mapped.task_type = cls.__name__
+    mapped._task_module = cls.__module__
+    mapped._operator_name = getattr(cls, "custom_operator_name", cls.__name__)
+    mapped.start_from_trigger = False
+    return mapped
