@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, DERIVED_FIELDS, RUN_FIELDS, WAITING_FIELDS
-from airflow_carbon.metrics.store import TABLE, row_dict
+from airflow_carbon.metrics.schema import TABLE
+from airflow_carbon.metrics.store import row_dict
 
 #: A try whose decision is unknown counts as delayed when it started this much after it became ready.
 DELAYED_AFTER_S = 60.0

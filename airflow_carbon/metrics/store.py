@@ -15,18 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Dialect,
     Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
     case,
     create_engine,
     event,
@@ -36,19 +25,16 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.sql import ColumnElement, Insert
-from sqlalchemy.types import TypeDecorator
 
 from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
 from airflow_carbon.metrics.record import (
-    FIELD_NAMES,
-    FIELD_PHASES,
-    FIELD_TYPES,
     FINISHED_STATES,
     KEY_FIELDS,
     TaskTryRecord,
     phase_fields,
 )
+from airflow_carbon.metrics.schema import TABLE
 from airflow_carbon.units import parse_instant
 
 if TYPE_CHECKING:
@@ -64,44 +50,6 @@ class UnsupportedDialectError(CarbonError, ValueError):
     """The store upserts with ``INSERT ... ON CONFLICT``; a read-then-write fallback would race between writers."""
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC in, aware UTC out, whatever the backend keeps.
-
-    SQLite has no time zones: values are stored as naive UTC (so that text order is time order)
-    and read back with UTC attached. Naive input is taken as UTC, the project's convention.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | str | None, dialect: Dialect) -> datetime | None:
-        value = None if value is None else parse_instant(value, naive_is_utc=True)
-        if value is not None and dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else parse_instant(value, naive_is_utc=True)
-
-
-def _column(name: str) -> Column[Any]:
-    """The column of a record field, typed from the schema; the key's columns are the primary key."""
-    kind = FIELD_TYPES[name]
-    if FIELD_PHASES[name] == "key":
-        return Column(name, String(250) if kind is str else Integer, primary_key=True)
-    column_type = {str: String, int: Integer, float: Float, bool: Boolean, datetime: UTCDateTime,
-                   list: JSON(none_as_null=True)}[kind]
-    return Column(name, column_type, nullable=name not in ("state", "updated_at"))
-
-
-METADATA = MetaData()
-TABLE = Table(
-    "carbon_task_try",
-    METADATA,
-    *(_column(name) for name in FIELD_NAMES),
-    Index("ix_carbon_task_try_state", "state"),
-    Index("ix_carbon_task_try_dag_id_ready_at", "dag_id", "ready_at"),
-)
 KEY_COLUMNS = KEY_FIELDS
 #: Written by a decision, and by a completion where it knows them.
 DECISION_COLUMNS = phase_fields("shared", "decision")

@@ -28,9 +28,10 @@ from airflow_carbon.errors import CarbonError
 from airflow_carbon.metrics import TaskTryRecord, migrations
 from airflow_carbon.metrics.migrations import VERSION_TABLE, StoreTooNewError, Upgrade
 from airflow_carbon.metrics.record import KEY_FIELDS
-from airflow_carbon.metrics.store import METADATA, MetricsStore
+from airflow_carbon.metrics.schema import METADATA
+from airflow_carbon.metrics.store import MetricsStore
 from airflow_carbon.units import parse_instant
-from tests.e2e.distributed import PostgresServer, postgres_bindir
+from tests.e2e.distributed import PostgresServer
 from tests.metrics.fixtures import INSTANT_FIELDS, create_main_store, main_rows
 
 if TYPE_CHECKING:
@@ -52,17 +53,6 @@ KINDS = {
     "UKGRID:north": None,
     None: None,
 }
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    assert postgres_bindir(), "needs Debian's PostgreSQL: make test installs it"
-    server = PostgresServer(databases=())
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -104,7 +94,7 @@ def schema(engine: Engine) -> dict[str, Any]:
 
 
 def differences(engine: Engine) -> list[Any]:
-    """What alembic's autogenerate would change to make the database ``store.METADATA``."""
+    """What alembic's autogenerate would change to make the database ``schema.METADATA``."""
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         return compare_metadata(context, METADATA)

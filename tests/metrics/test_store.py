@@ -25,7 +25,7 @@ from airflow_carbon.metrics import (
     UnsupportedDialectError,
 )
 from airflow_carbon.metrics.store import write_statement
-from tests.e2e.distributed import PostgresServer, postgres_bindir
+from tests.e2e.distributed import PostgresServer
 from tests.helpers import T0
 
 HOUR = timedelta(hours=1)
@@ -56,17 +56,6 @@ def completion(key: TaskTryKey = KEY, **changes) -> TaskTryRecord:
         intensity_g_per_kwh=100.0, baseline_intensity_g_per_kwh=300.0, solar_kwh=0.0, grid_kwh=0.4,
         emissions_g=40.0, baseline_emissions_g=120.0, saved_g=80.0, estimated=True)
     return replace(record, **changes)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    assert postgres_bindir(), "needs Debian's PostgreSQL: make test installs it"
-    server = PostgresServer(databases=())
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 def new_database(server: PostgresServer) -> str:

@@ -3,7 +3,7 @@
 Revisions live in ``versions/``: ``0001`` is the schema ``create_all`` made before migrations
 existed, each later one a change. Adding a record field is a field in ``record.py`` plus a new
 revision here whose ``down_revision`` is the last head; ``tests/metrics/test_migrations.py`` checks
-that the head's schema is ``store.TABLE``. A revision copies what it needs (names, mappings) and
+that the head's schema is ``schema.TABLE``. A revision copies what it needs (names, mappings) and
 imports nothing from the package, because that code may change after the revision shipped.
 
 The version is kept in ``carbon_alembic_version``, so that a store sharing a database with
@@ -159,7 +159,7 @@ def _upgrade_locked(connection: Connection, target: str) -> Upgrade:
     start = current_revision(connection)
     if start is None:
         if not inspect(connection).has_table(TASK_TRY_TABLE):
-            from airflow_carbon.metrics.store import METADATA
+            from airflow_carbon.metrics.schema import METADATA
 
             METADATA.create_all(connection)
             command.stamp(cfg, target)

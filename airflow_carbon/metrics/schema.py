@@ -1,0 +1,56 @@
+"""The metrics store's table, typed from the record's schema: what the store writes and the migrations' head.
+
+Its own module, so that the store and its migrations both read it and neither imports the other's
+module to get it. Pure SQLAlchemy, no Airflow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Dialect, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy.types import TypeDecorator
+
+from airflow_carbon.metrics.record import FIELD_NAMES, FIELD_PHASES, FIELD_TYPES
+from airflow_carbon.units import parse_instant
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, whatever the backend keeps.
+
+    SQLite has no time zones: values are stored as naive UTC (so that text order is time order)
+    and read back with UTC attached. Naive input is taken as UTC, the project's convention.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | str | None, dialect: Dialect) -> datetime | None:
+        value = None if value is None else parse_instant(value, naive_is_utc=True)
+        if value is not None and dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else parse_instant(value, naive_is_utc=True)
+
+
+def _column(name: str) -> Column[Any]:
+    """The column of a record field, typed from the schema; the key's columns are the primary key."""
+    kind = FIELD_TYPES[name]
+    if FIELD_PHASES[name] == "key":
+        return Column(name, String(250) if kind is str else Integer, primary_key=True)
+    column_type = {str: String, int: Integer, float: Float, bool: Boolean, datetime: UTCDateTime,
+                   list: JSON(none_as_null=True)}[kind]
+    return Column(name, column_type, nullable=name not in ("state", "updated_at"))
+
+
+METADATA = MetaData()
+TABLE = Table(
+    "carbon_task_try",
+    METADATA,
+    *(_column(name) for name in FIELD_NAMES),
+    Index("ix_carbon_task_try_state", "state"),
+    Index("ix_carbon_task_try_dag_id_ready_at", "dag_id", "ready_at"),
+)
