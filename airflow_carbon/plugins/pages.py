@@ -149,3 +149,9 @@ async def simulate(request: Request, user: CurrentUser) -> HTMLResponse:
     default_max_delay = next((value for value, _ in MAX_DELAYS if parse_duration(value) == DEFAULT_MAX_DELAY), None)
     return _render(request, "simulate.html", nav="simulate", policies=list(POLICIES), max_delays=MAX_DELAYS,
                    default_max_delay=default_max_delay, default_threshold=f"{DEFAULT_THRESHOLD_G_PER_KWH:g}")
+
+
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+async def api_docs(request: Request, user: CurrentUser) -> HTMLResponse:
+    """The JSON API's OpenAPI page: Swagger UI shipped in the package (``static/vendor``), under the pages' CSP."""
+    return _render(request, "docs.html")
