@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
+import stat
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_carbon.clock import utcnow
+from airflow_carbon.errors import CarbonError
 from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
 from airflow_carbon.signals import SignalDataError
 from airflow_carbon.simulate.files import DEFAULT_JOB_DURATION, parse_forecast_error, parse_policies, simulate_files
@@ -20,6 +23,9 @@ from airflow_carbon.units import parse_duration
 
 if TYPE_CHECKING:
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
+
+#: The largest input file ``simulate`` reads; a larger one is refused before it is opened.
+MAX_INPUT_BYTES = 100 * 1024 * 1024
 
 
 def duration(text: str) -> timedelta:
@@ -46,15 +52,31 @@ def policy_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def check_input_file(path: Path, what: str) -> None:
+    """Refuse, before opening it, an input that is missing, not a regular file (a directory, ``/dev/zero``, a
+    pipe) or larger than ``MAX_INPUT_BYTES``: reading one would fail half-way, never end, or fill the memory."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise ValueError(f"{what} file {str(path)!r}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{what} file {str(path)!r}: not a regular file")
+    if info.st_size > MAX_INPUT_BYTES:
+        raise ValueError(f"{what} file {str(path)!r}: {info.st_size} bytes, more than the "
+                         f"{MAX_INPUT_BYTES // (1024 * 1024)} MiB an input may have")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="airflow-carbon", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
     sim = commands.add_parser("simulate", help="compare policies on a job stream", description=(
         "Replay JOBS against CARBON with each policy and print the table side by side. Baseline: every job "
         "run when it became ready. Grid-only columns count energy x intensity where each job ran; with "
-        "--solar, the net columns subtract the on-site solar the jobs shared."))
+        "--solar, the net columns subtract the on-site solar the jobs shared. Each input must be a regular file "
+        f"of at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB."))
     sim.add_argument("jobs", type=Path, help="jobs CSV: job_id, timestamp, energy (expected_power_kwh or energy_kwh), "
-                                             "optional duration_s")
+                                             f"optional duration_s; at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB, "
+                                             "as every input")
     sim.add_argument("carbon", type=Path, help="carbon intensity CSV (seed, ENTSO-E or Electricity Maps export)")
     sim.add_argument("--solar", type=Path, help="on-site solar CSV: timestamp, solar_kw_available")
     sim.add_argument("--region", help="region to read from a carbon file that holds several")
@@ -109,18 +131,38 @@ def run_example_signal(args: argparse.Namespace) -> int:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from sqlalchemy.exc import SQLAlchemyError
+
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
+    from airflow_carbon.metrics.migrations import MigrationError
 
     hook = CarbonMetricsHook(args.conn_id)
+    try:
+        hook.url()
+    except AirflowNotFoundException as error:
+        raise ValueError(f"--conn-id: {error}") from None
     if args.upgrade:
         status = upgrade_store(hook)
         if status or not args.flush:
             return status
     if args.flush:
         return flush_spool(hook)
-    for row in hook.get_store().rows(dag_id=args.dag_id):
+    try:
+        rows = hook.get_store().rows(dag_id=args.dag_id)
+    except (SQLAlchemyError, MigrationError) as error:
+        print(f"airflow-carbon: the metrics store at {hook.where()} did not answer: {store_error(hook, error)}",
+              file=sys.stderr)
+        return 1
+    for row in rows:
         print(json.dumps(row, default=str, sort_keys=True))
     return 0
+
+
+def store_error(hook: CarbonMetricsHook, error: BaseException) -> str:
+    """The store's error on one line, its password blanked out, without SQLAlchemy's link to its docs."""
+    text = re.sub(r"\(Background on this error at: [^)]*\)", "", hook.describe_error(error))
+    return " ".join(text.split())
 
 
 def upgrade_store(hook: CarbonMetricsHook) -> int:
@@ -138,7 +180,7 @@ def upgrade_store(hook: CarbonMetricsHook) -> int:
         return 1
     except SQLAlchemyError as error:
         print(f"airflow-carbon: the metrics store at {hook.where()} could not be upgraded: "
-              f"{hook.describe_error(error)}", file=sys.stderr)
+              f"{store_error(hook, error)}", file=sys.stderr)
         return 1
     finally:
         store.close()
@@ -159,13 +201,20 @@ def flush_spool(hook: CarbonMetricsHook) -> int:
         written, remaining = spool.replay(hook.get_store())
     except Exception as error:  # the store cannot even be opened
         written, remaining = 0, len(spool.pending())
-        print(f"airflow-carbon: the metrics store at {hook.where()} did not answer: {hook.describe_error(error)}",
+        print(f"airflow-carbon: the metrics store at {hook.where()} did not answer: {store_error(hook, error)}",
               file=sys.stderr)
     print(f"{written} spooled record(s) written to {hook.where()}; {remaining} remain in {spool.directory}")
     return 1 if remaining else 0
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    for what, path in (("jobs", args.jobs), ("carbon", args.carbon), ("solar", args.solar)):
+        if path is not None:
+            check_input_file(path, what)
+    if args.records is not None and args.records.is_dir():
+        raise ValueError(f"--records {str(args.records)!r}: a directory; give the CSV file to write")
+    if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
+        raise ValueError(f"--plots {str(args.plots)!r}: not a directory")
     settings = PolicySettings(threshold_g_per_kwh=args.threshold, solar_threshold_kw=args.solar_threshold_kw,
                               min_saving_pct=args.min_saving_pct)
     run = simulate_files(args.jobs, args.carbon, args.solar, region=args.region, policies=args.policy,
@@ -201,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"simulate": run_simulate, "example-signal": run_example_signal, "metrics": run_metrics}[args.command](
             args)
-    except (SignalDataError, ValueError) as error:
+    except (CarbonError, SignalDataError, ValueError, OSError) as error:  # a person's input: one line, no traceback
         print(f"airflow-carbon: error: {error}", file=sys.stderr)
         return 2
 

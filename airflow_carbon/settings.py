@@ -6,6 +6,7 @@ again when it is resolved at the task's start, with the task and the setting nam
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,10 +14,16 @@ from typing import Any
 
 from airflow_carbon.errors import CarbonConfigError
 from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
-from airflow_carbon.units import parse_duration, parse_instant
+from airflow_carbon.signals.bundled import BUNDLED_REGIONS
+from airflow_carbon.units import MAX_ENERGY_KWH, parse_duration, parse_instant
 
 CONFIG_SECTION = "carbon"
 LIVE_POLICIES = tuple(name for name in POLICIES if name != "oracle")
+#: The longest ``max_delay``, ``expected_duration`` or ``refresh_interval``: a year is already no plan a
+#: forecast can serve, and far longer ones overflow the deadline (``ready + max_delay``) at the task's start.
+LONGEST_DURATION = timedelta(days=366)
+#: The most power a task may declare: with the longest ``expected_duration`` still a finite energy to plan on.
+MAX_POWER_KW = MAX_ENERGY_KWH
 
 #: The ``[carbon]`` options, their defaults and what they mean (also the provider info's ``config``).
 CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
@@ -55,6 +62,18 @@ def _optional_float(value: Any) -> float | None:
     return None if value in (None, "") else _positive_float(value)
 
 
+def _at_most(limit: float, unit: str) -> Callable[[Any], float | None]:
+    """An optional finite number >= 0 no larger than ``limit``: a larger one overflows the emissions arithmetic."""
+
+    def parse(value: Any) -> float | None:
+        number = _optional_float(value)
+        if number is not None and number > limit:
+            raise ValueError(f"must be at most {limit:g} {unit}, got {value!r}")
+        return number
+
+    return parse
+
+
 def _policy(value: Any) -> str:
     if value not in LIVE_POLICIES:
         raise ValueError(f"unknown policy {value!r}; choose one of {', '.join(LIVE_POLICIES)}")
@@ -88,7 +107,15 @@ def _positive_duration(value: Any) -> timedelta:
     duration = parse_duration(value)
     if duration <= timedelta(0):
         raise ValueError(f"must be longer than 0, got {value!r}")
+    if duration > LONGEST_DURATION:
+        raise ValueError(f"must be at most {LONGEST_DURATION.days} days, got {value!r}")
     return duration
+
+
+def _max_delay(value: Any) -> timedelta:
+    if parse_duration(value) == timedelta(0):  # no wait at all is a policy, not a delay
+        raise ValueError(f"must be longer than 0, got {value!r}; to run at once use policy='immediate'")
+    return _positive_duration(value)
 
 
 def _optional_instant(value: Any) -> datetime | None:
@@ -142,7 +169,7 @@ class CarbonSettings:
     @classmethod
     def from_json(cls, task_id: str, data: dict[str, Any]) -> CarbonSettings:
         """The inverse of ``to_json``, each value checked again."""
-        values = {name: _parse(task_id, name, data.get(name)) for name in SETTING_NAMES}
+        values = {name: _parse(task_id, name, data.get(name), RESOLVED_PARSERS) for name in SETTING_NAMES}
         return cls(**values, assumed_power_kw=_parse(task_id, "power_kw", data.get("assumed_power_kw")))
 
     def policy_settings(self) -> PolicySettings:
@@ -151,14 +178,14 @@ class CarbonSettings:
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
-    "max_delay": parse_duration,
+    "max_delay": _max_delay,
     "deadline": _optional_instant,
     "region": _text,
     "source": _optional_text,
     "fallback": _connection_ids,
     "policy": _policy,
-    "energy_kwh": _optional_float,
-    "power_kw": _optional_float,
+    "energy_kwh": _at_most(MAX_ENERGY_KWH, "kWh"),
+    "power_kw": _at_most(MAX_POWER_KW, "kW"),
     "expected_duration": _positive_duration,
     "min_saving_pct": _percentage,
     "threshold_g_per_kwh": _positive_float,
@@ -167,27 +194,76 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "metrics_conn_id": _text,
 }
 SETTING_NAMES = tuple(PARSERS)
+#: Settings a trigger carries back were resolved, perhaps by an earlier version that took ``max_delay=0``.
+RESOLVED_PARSERS = PARSERS | {"max_delay": parse_duration}
 
 
 class CarbonSettingsError(CarbonConfigError):
     """A setting that cannot be used, named with its task."""
 
 
-def _parse(task_id: str, name: str, value: Any) -> Any:
+def _parse(task_id: str, name: str, value: Any, parsers: Mapping[str, Callable[[Any], Any]] = PARSERS) -> Any:
     try:
-        return PARSERS[name](value)
-    except (TypeError, ValueError) as error:
+        return parsers[name](value)
+    except (TypeError, ValueError, OverflowError) as error:
         raise CarbonSettingsError(f"task {task_id!r}: carbon setting {name}={value!r}: {error}") from None
 
 
 def check_given(task_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Refuse unknown names and bad values; Jinja templates are checked after rendering."""
+    """Refuse unknown names, bad values and ``deadline`` beside ``max_delay``; Jinja templates are checked
+    after rendering."""
     unknown = sorted(set(given) - set(SETTING_NAMES))
     if unknown:
         raise CarbonSettingsError(f"task {task_id!r}: unknown carbon setting {unknown[0]!r}; "
                                   f"known: {', '.join(SETTING_NAMES)}")
+    if given.get("deadline") is not None and given.get("max_delay") is not None:
+        raise CarbonSettingsError(f"task {task_id!r}: carbon settings deadline={given['deadline']!r} and "
+                                  f"max_delay={given['max_delay']!r} given together; give one (a deadline is "
+                                  "absolute, max_delay counts from when the task became ready)")
     return {name: _parse(task_id, name, value) for name, value in given.items()
             if value is not None and not _is_template(value)}
+
+
+def check_task(task_id: str, given: Mapping[str, Any], default_args: Mapping[str, Any] | None) -> None:
+    """What can be refused when the DAG is parsed: the task's settings, its DAG's ``default_args`` that are
+    carbon settings, and a region without bundled data where the task can only plan on bundled data."""
+    check_given(task_id, given)
+    defaults = {name: value for name, value in (default_args or {}).items() if name in SETTING_NAMES}
+    check_given(task_id, defaults)
+    region = given.get("region") if given.get("region") is not None else defaults.get("region")
+    if region is None or _is_template(region) or given.get("source") or defaults.get("source"):
+        return
+    if str(region).strip().upper() not in BUNDLED_REGIONS and not config_value("source").strip():
+        raise CarbonSettingsError(
+            f"task {task_id!r}: carbon setting region={region!r}: no bundled data for region {region!r}; bundled "
+            f"regions: {', '.join(BUNDLED_REGIONS)}. The task names no source (nor do default_args or [carbon] "
+            "source), so it would plan on bundled data: give a source connection for this region")
+
+
+def operator_arguments(operator_class: type) -> frozenset[str]:
+    """The keyword arguments the ``__init__`` methods of ``operator_class`` and its bases name."""
+    names: set[str] = set()
+    for cls in operator_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            parameters = inspect.signature(inspect.unwrap(init)).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names.update(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return frozenset(names - {"self"})
+
+
+def check_arguments(task_id: str, given: Mapping[str, Any], operator_class: type) -> None:
+    """Refuse an argument that is neither the operator's nor a carbon setting as a misspelled carbon setting.
+
+    Airflow would refuse it too, but as "Invalid arguments were passed", without the settings there are.
+    """
+    accepted = operator_arguments(operator_class)
+    unknown = {name: value for name, value in given.items()
+               if name not in accepted and name not in SETTING_NAMES and not name.startswith("_airflow")}
+    check_given(task_id, unknown)
 
 
 def _is_template(value: Any) -> bool:

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+#: The most energy one task or simulated job may declare, 1 TWh: beyond any task, and far below where its
+#: emissions (energy x intensity, summed over a planning window) overflow a float to infinity.
+MAX_ENERGY_KWH = 1e9
+
 
 def parse_duration(value: timedelta | str | float | int) -> timedelta:
-    """``timedelta``, seconds, ``4h``, ``30min``, ``1h30m`` or ISO 8601 ``PT4H``; never negative."""
+    """``timedelta``, seconds, ``4h``, ``30min``, ``1h30m`` or ISO 8601 ``PT4H``; never negative.
+
+    Every refusal is a ValueError quoting the value: NaN, NaT and infinities included, and a number of
+    seconds too large for a ``timedelta``, which Python reports as an OverflowError of its own.
+    """
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
+        if not math.isfinite(value):
+            raise ValueError(f"not a duration: {value!r} (a finite number of seconds)")
+        try:
+            result = timedelta(seconds=value)
+        except OverflowError:
+            raise ValueError(f"duration {value!r} s is too long") from None
     elif isinstance(value, str):
         try:
             parsed = pd.Timedelta(value.strip())
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)") from None
         if pd.isna(parsed):
             raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)")
@@ -47,4 +61,7 @@ def parse_instant(value: datetime | str, *, naive_is_utc: bool = False) -> datet
         if not naive_is_utc:
             raise ValueError(f"instant {value.isoformat()} has no timezone; give one (e.g. +00:00)")
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved past the range of datetime by its offset
+        raise ValueError(f"instant {value.isoformat()} is out of range in UTC") from None

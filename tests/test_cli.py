@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
-from airflow_carbon.cli import main
+from airflow_carbon.cli import MAX_INPUT_BYTES, main
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.metrics import TaskTryRecord
 from airflow_carbon.metrics.migrations import VERSION_TABLE, head
@@ -113,3 +114,85 @@ def test_metrics_upgrade_migrates_a_store_made_before_migrations_and_says_from_w
     assert main(["metrics", "--upgrade", "--conn-id", "metrics_prod"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "schema revision '0099'" in err and "Upgrade airflow-carbon" in err
+
+
+def one_line_error(capsys) -> str:
+    """The one line a refused input prints on stderr, with nothing on stdout and no traceback."""
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "carbon.fifo"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(("jobs", "carbon", "says"), [
+    ("{tmp}/missing.csv", CARBON, "jobs file '{tmp}/missing.csv': No such file or directory"),
+    ("{tmp}", CARBON, "jobs file '{tmp}': not a regular file"),
+    ("/dev/zero", CARBON, "jobs file '/dev/zero': not a regular file"),
+    (JOBS, "{tmp}/carbon.fifo", "carbon file '{tmp}/carbon.fifo': not a regular file"),
+    (JOBS, "{tmp}/huge.csv", "carbon file '{tmp}/huge.csv': 104857601 bytes, more than the 100 MiB an input may have"),
+])
+def test_an_input_that_is_no_regular_file_of_at_most_100_mib_is_refused_before_it_is_read(
+        jobs, carbon, says, tmp_path, fifo, capsys):
+    with (tmp_path / "huge.csv").open("wb") as sparse:
+        sparse.truncate(MAX_INPUT_BYTES + 1)
+    args = [value.format(tmp=tmp_path) for value in (jobs, carbon)]
+    assert main(["simulate", *args]) == 2  # a FIFO read would block, /dev/zero fill the memory: neither is opened
+    assert one_line_error(capsys) == f"airflow-carbon: error: {says.format(tmp=tmp_path)}\n"
+
+
+def test_the_help_states_the_size_limit(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--help"])
+    assert exit_info.value.code == 0 and "at most 100 MiB" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(("rows", "says"), [
+    ("a,2024-06-01 00:30:00,1e308",
+     "line 2, column 'energy_kwh': '1e308': more than 1e+09 kWh, the most one job may use"),
+    ("a,2024-06-01 00:30:00,nan", "line 2, column 'energy_kwh': not a finite number: 'nan'"),
+])
+def test_an_absurd_energy_in_a_jobs_file_is_refused_naming_file_and_line(rows, says, tmp_path, capsys):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"job_id,timestamp,energy_kwh\n{rows}\nb,2024-06-01 01:30:00,0.1\n")
+    assert main(["simulate", str(jobs), CARBON]) == 2
+    assert one_line_error(capsys) == f"airflow-carbon: error: {jobs}, {says}\n"
+
+
+@pytest.mark.parametrize(("option", "says"), [
+    (["--job-duration", "500ms"], "job duration 0:00:00.500000 is out of range"),
+    (["--min-saving-pct", "100"], "min_saving_pct must be in [0, 100), got 100.0"),
+    (["--records", "{tmp}"], "--records '{tmp}': a directory"),
+])
+def test_a_bad_option_value_is_one_line_naming_it(option, says, tmp_path, capsys):
+    assert main(["simulate", JOBS, CARBON, *(value.format(tmp=tmp_path) for value in option)]) == 2
+    assert says.format(tmp=tmp_path) in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("args", [["metrics"], ["metrics", "--flush"], ["metrics", "--upgrade"]])
+def test_an_unknown_conn_id_is_one_line_and_exit_2(args, capsys):
+    assert main([*args, "--conn-id", "no_such_store"]) == 2
+    assert one_line_error(capsys) == ("airflow-carbon: error: --conn-id: carbon metrics connection 'no_such_store' "
+                                      "is not defined\n")
+
+
+def test_reading_a_store_that_does_not_answer_is_one_line_and_exit_1(store_down, capsys):
+    assert main(["metrics", "--conn-id", "metrics_prod"]) == 1
+    err = one_line_error(capsys)
+    assert err.startswith(f"airflow-carbon: the metrics store at sqlite:///{store_down}/down/metrics.db did not "
+                          "answer: OperationalError") and "unable to open database file" in err
+
+
+def test_a_spool_entry_that_cannot_be_read_is_set_aside_and_the_flush_writes_the_rest(store_down, capsys):
+    [spooled] = CarbonMetricsHook().spool().pending()
+    entry = spooled.parent / "00000000000000000000-1-000000-decision.json"
+    entry.mkdir()  # sorts first; before, the flush took it for the store not answering and wrote nothing
+    (store_down / "down").mkdir()
+    assert main(["metrics", "--flush"]) == 0
+    assert capsys.readouterr().out.startswith("1 spooled record(s) written to ")
+    assert not spooled.exists() and entry.with_suffix(".bad").is_dir()

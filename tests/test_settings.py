@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_carbon.settings import CONFIG_OPTIONS, CarbonSettings, CarbonSettingsError, check_given, resolve
+from airflow_carbon.settings import (
+    CONFIG_OPTIONS,
+    CarbonSettings,
+    CarbonSettingsError,
+    check_given,
+    check_task,
+    resolve,
+)
 
 
 def test_given_beats_default_args_beats_config(monkeypatch):
@@ -38,6 +45,19 @@ def test_defaults_come_from_the_declared_config_options(monkeypatch):
         ({"min_saving_pct": 150}, "min_saving_pct=150"),
         ({"on_unavailable": "panic"}, "on_unavailable='panic'"),
         ({"regoin": "DE"}, "unknown carbon setting 'regoin'"),
+        ({"max_delay": "nan"}, "max_delay='nan': not a duration: 'nan'"),
+        ({"max_delay": float("nan")}, "max_delay=nan: not a duration: nan"),
+        ({"max_delay": float("inf")}, "max_delay=inf: not a duration: inf"),
+        ({"max_delay": 10**30}, "max_delay=1000000000000000000000000000000: duration .* is too long"),
+        ({"max_delay": 0}, r"max_delay=0: must be longer than 0, got 0; to run at once use policy='immediate'"),
+        ({"max_delay": "0s"}, r"max_delay='0s': must be longer than 0.*policy='immediate'"),
+        ({"max_delay": "9000h"}, "max_delay='9000h': must be at most 366 days"),
+        ({"expected_duration": "nan"}, "expected_duration='nan': not a duration"),
+        ({"energy_kwh": 1e308}, r"energy_kwh=1e\+308: must be at most 1e\+09 kWh"),
+        ({"power_kw": float("inf")}, "power_kw=inf: must be a finite number"),
+        ({"deadline": "2026-01-01T00:00:00Z", "max_delay": "1h"},
+         "carbon settings deadline='2026-01-01T00:00:00Z' and max_delay='1h' given together; give one"),
+        ({"deadline": "{{ data_interval_end }}", "max_delay": "1h"}, "carbon settings deadline=.* given together"),
     ],
 )
 def test_bad_settings_name_the_task_and_the_setting(given, message):
@@ -78,3 +98,30 @@ def test_settings_read_back_from_json_are_checked_again():
     data = resolve("t", {}).to_json() | {"policy": "greenest"}
     with pytest.raises(CarbonSettingsError, match="task 'summarize': carbon setting policy='greenest'"):
         CarbonSettings.from_json("summarize", data)
+
+
+def test_settings_a_trigger_carries_back_may_hold_a_max_delay_of_0_from_an_earlier_version():
+    data = resolve("t", {"max_delay": "1h"}).to_json() | {"max_delay": 0}
+    assert CarbonSettings.from_json("t", data).max_delay == timedelta(0)
+
+
+def test_a_region_without_bundled_data_is_refused_when_nothing_names_a_source(monkeypatch):
+    monkeypatch.delenv("AIRFLOW__CARBON__SOURCE", raising=False)
+    message = (r"task 'summarize': carbon setting region='XX': no bundled data for region 'XX'; bundled regions: "
+               r"DE, FR, US-TX\. The task names no source \(nor do default_args or \[carbon\] source\)")
+    with pytest.raises(CarbonSettingsError, match=message):
+        check_task("summarize", {"region": "XX"}, None)
+    with pytest.raises(CarbonSettingsError, match=message):
+        check_task("summarize", {}, {"region": "XX", "retries": 2})
+    check_task("summarize", {"region": "fr "}, None)  # bundled, in any case
+    check_task("summarize", {"region": "XX", "source": "watttime_default"}, None)
+    check_task("summarize", {"region": "XX"}, {"source": "watttime_default"})
+    check_task("summarize", {"region": "{{ params.region }}"}, None)
+    monkeypatch.setenv("AIRFLOW__CARBON__SOURCE", "watttime_default")
+    check_task("summarize", {"region": "XX"}, None)
+
+
+def test_default_args_may_give_max_delay_to_a_task_that_gives_a_deadline():
+    check_task("t", {"deadline": "2026-01-01T00:00:00Z"}, {"max_delay": "2h"})
+    with pytest.raises(CarbonSettingsError, match="given together"):
+        check_task("t", {}, {"deadline": "2026-01-01T00:00:00Z", "max_delay": "2h"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -34,6 +35,14 @@ def test_durations_in_every_accepted_spelling(value, expected):
     (-1, "must not be negative"),
     ("-2h", "must not be negative"),
     (timedelta(minutes=-5), "must not be negative"),
+    ("nan", "not a duration: 'nan'"),
+    ("NaT", "not a duration: 'NaT'"),
+    (float("nan"), "not a duration: nan"),
+    (float("inf"), "not a duration: inf"),
+    ("inf", "not a duration: 'inf'"),
+    (1e308, r"duration 1e\+308 s is too long"),
+    (10**30, "duration 1000000000000000000000000000000 s is too long"),
+    ("106752d", "not a duration: '106752d'"),
 ])
 def test_what_is_not_a_duration_is_refused_quoting_the_value(value, message):
     with pytest.raises(ValueError, match=message):
@@ -75,3 +84,9 @@ def test_naive_is_utc_leaves_an_instant_with_a_zone_alone():
 def test_what_is_not_an_instant_is_refused_quoting_the_value(value, message):
     with pytest.raises(ValueError, match=message):
         parse_instant(value)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_an_instant_that_leaves_the_range_of_datetime_in_utc_is_a_value_error(text):
+    with pytest.raises(ValueError, match=re.escape(f"instant {text} is out of range in UTC")):
+        parse_instant(text)

@@ -15,7 +15,7 @@ from airflow.sdk.bases.decorator import task_decorator_factory
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_carbon.operators.carbon_aware import carbon_aware_class, wrap_operator
-from airflow_carbon.settings import SETTING_NAMES, check_given
+from airflow_carbon.settings import SETTING_NAMES, check_arguments, check_given
 
 
 def _is_task_decorator(target: Any) -> bool:
@@ -47,12 +47,22 @@ def carbon_aware(target: Any = None, /, **options: Any) -> Any:
 
 
 def carbon_aware_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None, **kwargs: Any):
-    """``@task.carbon_aware(max_delay=..., region=..., energy_kwh=...)``: a Python task that waits for clean power."""
+    """``@task.carbon_aware(max_delay=..., region=..., energy_kwh=...)``: a Python task that waits for clean power.
+
+    An argument that is neither a carbon setting nor the operator's is refused as a misspelled carbon setting.
+    """
     options = {name: kwargs.pop(name) for name in SETTING_NAMES if name in kwargs}
-    return task_decorator_factory(
-        python_callable=python_callable,
-        multiple_outputs=multiple_outputs,
-        decorated_operator_class=carbon_aware_class(_PythonDecoratedOperator),
-        carbon_options=options,
-        **kwargs,
-    )
+    operator_class = carbon_aware_class(_PythonDecoratedOperator)
+
+    def decorate(function: Any) -> Any:
+        check_arguments(kwargs.get("task_id") or getattr(function, "__name__", repr(function)), kwargs,
+                        operator_class)
+        return task_decorator_factory(
+            python_callable=function,
+            multiple_outputs=multiple_outputs,
+            decorated_operator_class=operator_class,
+            carbon_options=options,
+            **kwargs,
+        )
+
+    return decorate if python_callable is None else decorate(python_callable)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -27,7 +27,21 @@ async def aread_connection(ref: SourceRef) -> SourceConfig:
     connection = await BaseHook.aget_connection(ref.conn_id)
     return SourceConfig(ref.name, ref.region, conn_id=ref.conn_id, conn_type=connection.conn_type,
                         host=connection.host, login=connection.login, password=connection.password,
-                        extra=await connection.aextra_dejson())
+                        extra=await aconnection_extra(connection))
+
+
+async def aconnection_extra(connection: Any) -> dict[str, Any]:
+    """A connection's extra as a dict, whichever class of connection this process was given.
+
+    Tasks and triggers get the task SDK's ``Connection``, whose ``aextra_dejson`` masks the secrets it
+    holds through the supervisor without blocking the loop; the API server reads the metadata database and
+    gets ``airflow.models.Connection``, and a secrets backend may hand back either. Those without the
+    coroutine have the ``extra_dejson`` property, which parses the JSON and masks in this process only.
+    """
+    aextra_dejson = getattr(connection, "aextra_dejson", None)
+    if aextra_dejson is not None:
+        return await aextra_dejson()
+    return connection.extra_dejson
 
 
 async def aload(ref: SourceRef, now: datetime, history: timedelta) -> tuple[Series, str | None]:

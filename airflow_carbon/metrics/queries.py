@@ -37,6 +37,10 @@ from airflow_carbon.metrics.store import row_dict
 DELAYED_AFTER_S = 60.0
 DEFAULT_TASK_LIMIT = 1000
 MAX_TASK_LIMIT = 10000
+#: The days a filter may name: what a scheduler's history can hold, with room on both sides so that a day's
+#: bounds and a window around them never leave the range of ``datetime``.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2199, 12, 31)
 
 HISTORY_COLUMNS = ("dag_id", "day", "tasks_run", "delayed", "forced_by_deadline", "served_by_fallback", "energy_kwh",
                    "emissions_g", "baseline_emissions_g", "saved_g", "saved_pct")
@@ -57,6 +61,11 @@ class Filters:
     end: date | None = None
 
     def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            day = getattr(self, name)
+            if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+                raise ValueError(f"{name}: {day.isoformat()} is not a day between {FIRST_DAY.isoformat()} and "
+                                 f"{LAST_DAY.isoformat()}")
         if self.start and self.end and self.end < self.start:
             raise ValueError(f"end {self.end.isoformat()} is before start {self.start.isoformat()}")
 
@@ -216,8 +225,12 @@ def decision(engine: Engine, dag_ids: Collection[str] | None, dag_id: str, run_i
     return [row | _derived(row, now) for row in rows]
 
 
-def source_in_use(engine: Engine, dag_ids: Collection[str] | None, name: str) -> bool:
-    """Whether a task of these DAGs named ``name`` as its signal source or was served by it."""
-    query = select(exists().where(or_(T.source == name, T.served_by == name), *_where(dag_ids, None)))
+def source_regions(engine: Engine, dag_ids: Collection[str] | None, name: str) -> set[str]:
+    """The regions tries of these DAGs recorded with ``name`` as their signal source or server (empty: none used it).
+
+    What the Carbon view may ask a connection's source for: no more keys than the store holds.
+    """
+    query = (select(T.region).distinct()
+             .where(or_(T.source == name, T.served_by == name), *_where(dag_ids, None)))
     with engine.connect() as connection:
-        return bool(connection.execute(query).scalar())
+        return {region or "" for region in connection.execute(query).scalars()}

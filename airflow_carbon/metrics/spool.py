@@ -160,38 +160,54 @@ class Spool:
         """Write the records in order and remove each once written; (written, still pending).
 
         Stops at the first the store does not take because it does not answer, keeping that one and
-        the rest. A file that is no valid record, or whose values the store refuses, is renamed to
-        ``*.bad`` and logged at ERROR; the replay goes on.
+        the rest. An entry that cannot be read (a directory, a file this user may not read), is no valid
+        record, or whose values the store refuses, is renamed to ``*.bad`` and logged at ERROR; the replay
+        goes on. Only the store's own errors count as the store not answering: a local ``OSError`` never does.
         """
         written = 0
         for path in self.pending():
             try:
-                store.write(parse_record(path.read_text(encoding="utf-8")))
+                text = path.read_text(encoding="utf-8")
             except FileNotFoundError:
                 continue  # another process on this host replayed it
+            except OSError as error:
+                self._set_aside(path, error, store, "cannot be read")
+                continue
+            try:
+                store.write(parse_record(text))
             except Exception as error:
                 if not _refused(error):
                     remaining = len(self.pending())
                     log.warning("carbon metrics spool: the store at %s did not answer (%s); %d record(s) stay in %s",
                                 store.safe_url, describe_error(error, store.engine.url), remaining, self.directory)
                     return written, remaining
-                self._set_aside(path, error, store)
+                self._set_aside(path, error, store, "is not a record the store can take")
                 continue
-            path.unlink(missing_ok=True)
             written += 1
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:  # written: a later replay writes it again, which its upsert makes harmless
+                log.error("carbon metrics spool: %s was written to %s but cannot be removed (%s); it stays pending",
+                          path, store.safe_url, describe_error(error, None))
         remaining = len(self.pending())
         if written:
             log.info("carbon metrics spool: wrote %d record(s) from %s to %s; %d still pending", written,
                      self.directory, store.safe_url, remaining)
         return written, remaining
 
-    def _set_aside(self, path: Path, error: Exception, store: MetricsStore) -> None:
+    def _set_aside(self, path: Path, error: Exception, store: MetricsStore, why: str) -> None:
+        """Rename the entry to ``*.bad`` so the next ones are written; left where it is if it cannot be renamed."""
         bad = path.with_suffix(".bad")
         try:
             path.rename(bad)
         except FileNotFoundError:
             return  # another process set it aside
-        log.error("carbon metrics spool: %s is not a record the store can take (%s); set aside as %s", path,
+        except OSError as rename_error:
+            log.error("carbon metrics spool: %s %s (%s), and cannot be set aside (%s); the other records are "
+                      "written, this one stays until it is moved", path, why, describe_error(error, store.engine.url),
+                      describe_error(rename_error, None))
+            return
+        log.error("carbon metrics spool: %s %s (%s); set aside as %s", path, why,
                   describe_error(error, store.engine.url), bad)
 
     def earliest_ready_at(self, dag_id: str, task_id: str, run_id: str, map_index: int | None) -> datetime | None:

@@ -32,7 +32,7 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
 from airflow_carbon.links import CarbonDecisionLink
 from airflow_carbon.operators.runtime import CarbonTaskRun, resolve_settings
-from airflow_carbon.settings import SETTING_NAMES, check_given
+from airflow_carbon.settings import check_task
 from airflow_carbon.triggers.event import CarbonEvent
 from airflow_carbon.units import parse_instant
 
@@ -148,9 +148,7 @@ def _ended_by_its_trigger() -> None:
 
 def check_carbon_options(task_id: str, dag: Any, options: Mapping[str, Any]) -> None:
     """Check the options, and the DAG's ``default_args`` that are carbon settings, now: at DAG parse time."""
-    check_given(task_id, options)
-    if dag is not None and dag.default_args:
-        check_given(task_id, {name: value for name, value in dag.default_args.items() if name in SETTING_NAMES})
+    check_task(task_id, options, dag.default_args if dag is not None else None)
 
 
 def set_carbon_options(task: Any, options: Mapping[str, Any]) -> None:

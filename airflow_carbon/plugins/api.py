@@ -19,7 +19,7 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.metrics import queries
 from airflow_carbon.plugins import intensity, simulation
 from airflow_carbon.plugins.auth import CurrentUser, readable_dag_ids
-from airflow_carbon.plugins.common import Store, in_thread, parse_map_index
+from airflow_carbon.plugins.common import Store, in_thread, parse_map_index, query_name
 from airflow_carbon.plugins.models import DeferredTask, HistoryDay, TaskRun, TaskTry
 
 router = APIRouter(tags=["Carbon"])
@@ -34,9 +34,10 @@ def history_filters(
     start: Annotated[date | None, Query(description="first UTC day, YYYY-MM-DD (included)")] = None,
     end: Annotated[date | None, Query(description="last UTC day, YYYY-MM-DD (included)")] = None,
 ) -> queries.Filters:
+    names = {"dag_id": query_name(dag_id, "dag_id"), "task_id": query_name(task_id, "task_id"),
+             "region": query_name(region, "region")}
     try:
-        return queries.Filters(dag_id=dag_id or None, task_id=task_id or None, region=region or None, start=start,
-                               end=end)
+        return queries.Filters(**names, start=start, end=end)
     except ValueError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
 
@@ -49,9 +50,9 @@ FiltersDep = Annotated[queries.Filters, Depends(history_filters)]
 @router.get("/deferred", response_model=list[DeferredTask], summary="Tasks waiting for a cleaner grid")
 async def get_deferred(user: CurrentUser, store: Store, dag_id: str | None = None, task_id: str | None = None
                        ) -> list[dict[str, Any]]:
+    dag_id, task_id = query_name(dag_id, "dag_id"), query_name(task_id, "task_id")
     dag_ids = await readable_dag_ids(user)
-    return await in_thread(queries.deferred, store.engine, dag_ids, utcnow(), dag_id=dag_id or None,
-                           task_id=task_id or None)
+    return await in_thread(queries.deferred, store.engine, dag_ids, utcnow(), dag_id=dag_id, task_id=task_id)
 
 
 @router.get("/history", response_model=list[HistoryDay], summary="Completed tasks per DAG and UTC day")
@@ -85,6 +86,8 @@ async def get_tasks(user: CurrentUser, store: Store, filters: FiltersDep,
 async def get_decision(user: CurrentUser, store: Store, dag_id: str, run_id: str, task_id: str,
                        map_index: str | None = "-1") -> list[dict[str, Any]]:
     index = parse_map_index(map_index)
+    for field, value in (("dag_id", dag_id), ("run_id", run_id), ("task_id", task_id)):
+        query_name(value, field)  # a 400 for what no row can hold
     dag_ids = await readable_dag_ids(user)
     rows = await in_thread(queries.decision, store.engine, dag_ids, dag_id, run_id, task_id, index, utcnow())
     if not rows:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, status
 
+from airflow_carbon.metrics.queries import FIRST_DAY, LAST_DAY
 from airflow_carbon.metrics.store import MetricsStore
 from airflow_carbon.units import parse_instant
 
@@ -62,11 +63,30 @@ Store = Annotated[MetricsStore, Depends(store_dependency)]
 
 # -- query values -------------------------------------------------------------------------------
 
+#: The longest name a query may give: Airflow's own limit for DAG, task, run and connection ids.
+MAX_NAME_LENGTH = 250
+
+
+def query_name(text: str | None, field: str) -> str | None:
+    """A DAG, task or run id, a region or a source from a query string or path, stripped; None when empty.
+
+    What no row can hold is a 400 rather than a query: a NUL (PostgreSQL refuses it in any string) or
+    more than ``MAX_NAME_LENGTH`` characters.
+    """
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if "\x00" in text or len(text) > MAX_NAME_LENGTH:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{field}: not a name of at most {MAX_NAME_LENGTH} "
+                                                         f"characters without NUL: {text[:40]!r}")
+    return text
+
+
 def query_instant(text: str | None, field: str, *, day_end: bool = False) -> datetime | None:
-    """A ``YYYY-MM-DD`` day or an ISO 8601 instant (naive is UTC); empty means not given.
+    """A ``YYYY-MM-DD`` day or an ISO 8601 instant (naive is UTC) from 1900 to 2199; empty means not given.
 
     A day is its first instant, or with ``day_end`` the first instant after it: a day given as an
-    end is included.
+    end is included. The range keeps every window the routes draw around it inside ``datetime``'s.
     """
     if text is None or not text.strip():
         return None
@@ -75,10 +95,17 @@ def query_instant(text: str | None, field: str, *, day_end: bool = False) -> dat
         value = parse_instant(text, naive_is_utc=True)
     except ValueError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                            f"{field}: not a date or an ISO 8601 instant: {text!r}") from None
+                            f"{field}: not a date or an ISO 8601 instant: {text[:40]!r}") from None
+    if not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{field}: {text[:40]!r} is not between "
+                                                         f"{FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
     if day_end and len(text) == len("YYYY-MM-DD"):
         value += timedelta(days=1)
     return value
+
+
+#: Airflow's map index is a 32-bit integer column; -1 means not mapped.
+MAX_MAP_INDEX = 2**31 - 1
 
 
 def parse_map_index(text: str | None) -> int:
@@ -86,6 +113,10 @@ def parse_map_index(text: str | None) -> int:
     if text is None or not text.strip() or "MAP_INDEX" in text:
         return -1
     try:
-        return int(text)
+        index = int(text)
     except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"map_index: not an integer: {text!r}") from None
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"map_index: not an integer: {text[:40]!r}") from None
+    if not -1 <= index <= MAX_MAP_INDEX:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"map_index: {text[:40]!r} is not between -1 and "
+                                                         f"{MAX_MAP_INDEX}")
+    return index

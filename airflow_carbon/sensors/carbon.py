@@ -10,7 +10,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow_carbon.clock import utcnow
 from airflow_carbon.links import CarbonDecisionLink
 from airflow_carbon.operators.runtime import CarbonTaskRun, resolve_settings
-from airflow_carbon.settings import check_given
+from airflow_carbon.settings import check_arguments, check_task
 from airflow_carbon.triggers.event import CarbonEvent
 
 
@@ -61,6 +61,9 @@ class CarbonAwareSensor(BaseSensorOperator):
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_arguments(kwargs.get("task_id", "?"), kwargs, BaseSensorOperator)
+        # Airflow fills the arguments this __init__ names from default_args: those were not given on the task.
+        default_args = kwargs.get("default_args") or {}
         super().__init__(**kwargs)
         self.deadline = deadline
         self.carbon_options = {
@@ -69,7 +72,9 @@ class CarbonAwareSensor(BaseSensorOperator):
             "threshold_g_per_kwh": threshold_g_per_kwh, "on_unavailable": on_unavailable,
             "refresh_interval": refresh_interval, "metrics_conn_id": metrics_conn_id,
         }
-        check_given(self.task_id, {**self.carbon_options, "deadline": deadline})
+        given = {name: value for name, value in {**self.carbon_options, "deadline": deadline}.items()
+                 if not (name in default_args and default_args[name] is value)}
+        check_task(self.task_id, given, default_args)
         self.deferrable = deferrable
         self._carbon: CarbonTaskRun | None = None
         self._poked: CarbonEvent | None = None

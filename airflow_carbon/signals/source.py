@@ -118,6 +118,7 @@ class SourceRef:
     replay: bool | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name.strip())  # one key per source, whatever spaces came with it
         scheme, _, target = self.name.partition(":")
         if scheme not in _SCHEMES or not target:
             raise SourceError(f"source {self.name!r}: expected bundled:<region>, csv:<path> or conn:<connection id>")

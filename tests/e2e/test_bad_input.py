@@ -59,7 +59,7 @@ PARSE_TIME = [
     BadInput("setting_misspelled", "setting_misspelled.py", "summarize",
              ("task 'summarize': unknown carbon setting 'max_dealy'",)),
     BadInput("setting_misspelled_task_decorator", "setting_misspelled_task_decorator.py", "tag_images",
-             ("(task_id: tag_images). Invalid arguments were", "'regoin'")),
+             ("task 'tag_images': unknown carbon setting 'regoin'; known: max_delay",)),
     BadInput("default_args_policy", "default_args_policy.py", "wait_green",
              ("task 'wait_green': carbon setting policy='oracle': unknown policy",)),
     BadInput("default_args_max_delay", "default_args_max_delay.py", "summarize",

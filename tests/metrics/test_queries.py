@@ -171,11 +171,11 @@ def test_decision_returns_every_try_of_one_task_instance(seeded):
     assert queries.decision(seeded.engine, {"dag_b"}, "dag_a", "r1", "summarize", -1, now) == []
 
 
-def test_source_in_use_is_limited_to_readable_dags(seeded):
-    assert queries.source_in_use(seeded.engine, None, "conn:em")  # served a dag_a try
-    assert queries.source_in_use(seeded.engine, {"dag_a"}, "conn:wt")
-    assert not queries.source_in_use(seeded.engine, {"dag_b"}, "conn:wt")
-    assert not queries.source_in_use(seeded.engine, None, "conn:nobody")
+def test_source_regions_are_limited_to_readable_dags(seeded):
+    assert queries.source_regions(seeded.engine, None, "conn:em") == {"DE"}  # served a dag_a try
+    assert queries.source_regions(seeded.engine, {"dag_a"}, "conn:wt") == {"DE"}
+    assert queries.source_regions(seeded.engine, {"dag_b"}, "conn:wt") == set()
+    assert queries.source_regions(seeded.engine, None, "conn:nobody") == set()
 
 
 def test_bad_filters_are_refused_with_the_field():

@@ -256,3 +256,58 @@ def test_a_format_1_decision_and_completion_replay_into_one_completed_row(spool,
     assert stored(sqlite.store) == [replace(V1_COMPLETION, decided_at=T0 + timedelta(minutes=1),
                                             expected_emissions_now_g=150.0, expected_emissions_at_start_g=50.0)]
 
+
+
+def test_an_entry_that_cannot_be_read_is_set_aside_and_the_others_are_written(spool, sqlite, caplog, monkeypatch):
+    first = spool.put(completion(key(try_number=1)))
+    folder = spool.directory / "00000000000000000000-1-000000-decision.json"  # sorts first: a directory
+    folder.mkdir()
+    unreadable = spool.put(completion(key(try_number=2)))
+    last = spool.put(completion(key(try_number=3)))
+    read_text = Path.read_text
+
+    def permission_denied(self, *args, **kwargs):
+        if self == unreadable:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", permission_denied)
+    with caplog.at_level(logging.ERROR):
+        assert spool.replay(sqlite.store) == (2, 0)  # never "the store did not answer"
+    assert [record.try_number for record in sqlite.store.records()] == [1, 3]
+    assert not first.exists() and not last.exists()
+    assert folder.with_suffix(".bad").is_dir() and unreadable.with_suffix(".bad").exists()
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert folder.name in errors[0] and "cannot be read" in errors[0] and "IsADirectoryError" in errors[0]
+    assert unreadable.name in errors[1] and "PermissionError" in errors[1]
+    assert not any("did not answer" in record.getMessage() for record in caplog.records)
+
+
+def test_an_entry_that_cannot_be_set_aside_stays_and_the_others_are_written(spool, sqlite, caplog):
+    stuck = spool.directory / "00000000000000000000-1-000000-decision.json"
+    (stuck.with_suffix(".bad") / "inside").mkdir(parents=True)  # a rename onto a full directory fails
+    stuck.mkdir()
+    written = spool.put(completion())
+    with caplog.at_level(logging.ERROR):
+        assert spool.replay(sqlite.store) == (1, 1)
+    assert spool.pending() == [stuck] and not written.exists() and len(sqlite.store.records()) == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert stuck.name in error and "cannot be set aside" in error
+
+
+def test_a_written_record_that_cannot_be_removed_stays_pending_and_is_not_an_outage(spool, sqlite, caplog,
+                                                                                    monkeypatch):
+    path = spool.put(completion())
+
+    def read_only(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with caplog.at_level(logging.ERROR):
+        assert spool.replay(sqlite.store) == (1, 1)
+    assert spool.pending() == [path] and len(sqlite.store.records()) == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert path.name in error and "cannot be removed" in error
+    monkeypatch.undo()
+    assert spool.replay(sqlite.store) == (1, 0) and len(sqlite.store.records()) == 1  # written again: one row

@@ -225,16 +225,15 @@ def test_a_carbon_aware_operator_never_starts_in_the_triggerer():
 def test_a_mapped_classic_operator_gets_the_carbon_class_and_its_settings_at_parse_time():
     mapped = in_dag(lambda: carbon_aware(
         BashOperator.partial(task_id="shards", env={"A": "1"}).expand(bash_command=["echo 1", "echo 2"]),
-        max_delay=timedelta(minutes=30), deadline="{{ data_interval_end }}"))
+        policy="threshold", deadline="{{ data_interval_end }}"))
     assert isinstance(mapped, MappedOperator) and mapped.operator_class is carbon_aware_class(BashOperator)
-    assert mapped.partial_kwargs["carbon_options"] == {"max_delay": timedelta(minutes=30),
-                                                       "deadline": "{{ data_interval_end }}"}
+    assert mapped.partial_kwargs["carbon_options"] == {"policy": "threshold", "deadline": "{{ data_interval_end }}"}
     assert set(BashOperator.template_fields) | {"carbon_deadline"} == set(mapped.template_fields)
     assert mapped.task_type == "CarbonAwareBashOperator"
 
     one = mapped.unmap({"bash_command": "echo 1"})  # what the worker builds for one mapped instance
     assert type(one) is carbon_aware_class(BashOperator) and one.bash_command == "echo 1" and one.env == {"A": "1"}
-    assert one.carbon_options == {"max_delay": timedelta(minutes=30)}
+    assert one.carbon_options == {"policy": "threshold"}
     assert one.carbon_deadline == "{{ data_interval_end }}"
 
 

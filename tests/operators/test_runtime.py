@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_carbon.clock import utcnow
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.metrics import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryRecord
 from airflow_carbon.operators.runtime import RESUME_METHOD, XCOM_KEY, CarbonTaskRun, source_refs
@@ -193,10 +194,12 @@ def test_a_slow_source_at_the_start_is_read_only_until_the_deadline(env, monkeyp
 
 def test_a_retry_past_its_deadline_runs_at_once_without_reading_the_source(env, monkeypatch):
     ti = FakeTaskInstance()
-    start(ti, max_delay=timedelta(seconds=0)).wait_if_needed(FakeTask())  # first try: ready now, deadline now
+    start(ti, max_delay=timedelta(minutes=1), policy="immediate").wait_if_needed(FakeTask())  # first try: ready now
+    later = utcnow() + timedelta(minutes=2)
+    monkeypatch.setattr("airflow_carbon.operators.runtime.utcnow", lambda: later)  # the retry comes after the deadline
     monkeypatch.setattr("airflow_carbon.hooks.sources.aload", None)  # any read would fail loudly
     ti.try_number = 2
-    event = start(ti, max_delay=timedelta(seconds=0)).decide_now()
+    event = start(ti, max_delay=timedelta(minutes=1)).decide_now()
     assert event.decision.run_now and event.reason == "deadline" and event.failed_sources == ()
 
 

@@ -40,3 +40,21 @@ def test_bad_job_files_are_refused_by_line_and_column(tmp_path, text, expected):
     path.write_text(text)
     with pytest.raises(SignalDataError, match=expected):
         read_jobs_csv(path)
+
+
+@pytest.mark.parametrize(("row", "says"), [
+    ("a,2024-06-01 00:00,1e308,60", r"line 2, column 'energy_kwh': '1e308': more than 1e\+09 kWh"),
+    ("a,2024-06-01 00:00,1,0.5", r"line 2, column 'duration_s': '0.5': a job must run for 1 s to 31622400 s"),
+    ("a,2024-06-01 00:00,1,1e300", r"line 2, column 'duration_s': '1e300': a job must run for"),
+])
+def test_energies_and_durations_that_would_overflow_the_planner_are_refused(tmp_path, row, says):
+    path = tmp_path / "jobs.csv"
+    path.write_text(f"job_id,ready_at,energy_kwh,duration_s\n{row}\n")
+    with pytest.raises(SignalDataError, match=rf"jobs.csv, {says}"):
+        read_jobs_csv(path)
+
+
+@pytest.mark.parametrize("duration", [timedelta(milliseconds=500), timedelta(days=367)])
+def test_a_default_duration_out_of_range_is_refused(duration):
+    with pytest.raises(ValueError, match=r"job duration .* is out of range: a job runs 1 s to 366 days"):
+        read_jobs_csv(bundled_path("inference_jobs.csv"), default_duration=duration)

@@ -1,4 +1,4 @@
-"""``@task.carbon_aware`` with a misspelled setting: Airflow refuses the unknown argument when the DAG is parsed."""
+"""``@task.carbon_aware`` with a misspelled setting: refused as one, naming the settings there are."""
 
 from __future__ import annotations
 
