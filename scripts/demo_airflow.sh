@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export AIRFLOW_HOME="$PWD/out/airflow_home"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
+# carbon_demo takes its source from [carbon] (bundled data when nothing is configured): here, the synthetic signal.
+export AIRFLOW__CARBON__SOURCE=carbon_demo_signal AIRFLOW__CARBON__REGION=DEMO
 export AIRFLOW_CONN_CARBON_DEMO_SIGNAL="{\"conn_type\": \"carbon_csv\", \"extra\": {\"path\": \"$AIRFLOW_HOME/signal.csv\", \"region\": \"DEMO\"}}"
 rm -rf "$AIRFLOW_HOME" && mkdir -p "$AIRFLOW_HOME"
 "$BIN/airflow" db migrate > "$AIRFLOW_HOME/migrate.log" 2>&1

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import secrets
@@ -56,6 +57,12 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def faketime_library() -> str | None:
+    """Debian's libfaketime (package ``faketime``), multithreaded build."""
+    found = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
+    return found[0] if found else None
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -194,6 +201,12 @@ class AirflowCluster:
     :param home: the AIRFLOW_HOME to use (created if missing, kept); default a fresh temporary one, removed on stop
         unless ``keep_home`` is true.
     :param triggerers: how many ``airflow triggerer`` processes to start (more can be added with ``start_triggerer``).
+    :param triggerer_clock: run every triggerer under libfaketime, its clock offset from the real one read from this
+        file (``+0`` at first; ``set_triggerer_clock`` moves it). libfaketime moves the monotonic clock with the wall
+        clock, as a paused and resumed VM sees it, so a trigger asleep until an instant wakes when the jump passes it.
+    :param clock_offset_s: run every Airflow process under libfaketime, its clock this many seconds off the real one
+        (the same for all, so they agree; a triggerer clock moves from there), for a test that must see the same time
+        of day on every run. The test process and ``airflow db migrate`` keep the real clock.
     """
 
     def __init__(
@@ -204,6 +217,8 @@ class AirflowCluster:
         home: Path | None = None,
         keep_home: bool = False,
         triggerers: int = 1,
+        triggerer_clock: Path | None = None,
+        clock_offset_s: float | None = None,
         startup_timeout_s: float = 150.0,
         stop_grace_s: float = 10.0,
         username: str = "admin",
@@ -214,6 +229,8 @@ class AirflowCluster:
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
         self.keep_home = keep_home
         self.triggerers = triggerers
+        self.triggerer_clock = triggerer_clock
+        self.clock_offset_s = clock_offset_s
         self.startup_timeout_s = startup_timeout_s
         self.stop_grace_s = stop_grace_s
         self.username = username
@@ -298,6 +315,10 @@ class AirflowCluster:
         self.env = self._build_env()
         (self.home / "passwords.json").write_text(json.dumps({self.username: self.password}))
         _exit_on_sigterm()
+        if (self.triggerer_clock is not None or self.clock_offset_s is not None) and faketime_library() is None:
+            raise AirflowClusterError("a clock of its own needs Debian's faketime package: make test installs it")
+        if self.triggerer_clock is not None:
+            self.set_triggerer_clock(0)
 
         migrate_log = self.home / "process-logs" / "db-migrate.log"
         with migrate_log.open("wb") as out:
@@ -327,6 +348,8 @@ class AirflowCluster:
         if any(proc.name == name for proc in self.processes):
             raise ValueError(f"a process named {name!r} already exists")
         log_path = self.home / "process-logs" / f"{name}.log"
+        if self.clock_offset_s is not None and "FAKETIME_TIMESTAMP_FILE" not in (env or {}):
+            env = {"LD_PRELOAD": faketime_library() or "", "FAKETIME": f"{self.clock_offset_s:+.0f}", **(env or {})}
         with log_path.open("ab") as out:
             popen = subprocess.Popen(
                 [AIRFLOW, *args],
@@ -348,7 +371,18 @@ class AirflowCluster:
     def start_triggerer(self, name: str | None = None, env: Mapping[str, str] | None = None) -> AirflowProcess:
         """Start one more ``airflow triggerer`` (without its log server, which would bind all interfaces)."""
         name = name or f"triggerer-{sum(p.name.startswith('triggerer') for p in self.processes) + 1}"
+        if self.triggerer_clock is not None:
+            faketime = {"LD_PRELOAD": faketime_library() or "", "FAKETIME_TIMESTAMP_FILE": str(self.triggerer_clock),
+                        "FAKETIME_CACHE_DURATION": "1"}
+            env = {**faketime, **(env or {})}
         return self.spawn(name, ["triggerer", "--skip-serve-logs"], env, linger_s=2.0)
+
+    def set_triggerer_clock(self, offset_s: float) -> None:
+        """Put the triggerers' clocks ``offset_s`` seconds ahead of the others' (they read it within a second)."""
+        assert self.triggerer_clock is not None, "start the cluster with triggerer_clock to move its clock"
+        staged = self.triggerer_clock.with_name(self.triggerer_clock.name + ".new")
+        staged.write_text(f"{(self.clock_offset_s or 0) + offset_s:+.0f}\n")
+        os.replace(staged, self.triggerer_clock)  # libfaketime never reads a half-written offset
 
     def stop_process(self, name: str, grace_s: float | None = None) -> None:
         """Stop one process (and its descendants) the way ``stop`` does, e.g. to kill one triggerer."""
@@ -482,9 +516,21 @@ class AirflowCluster:
                 last = health
                 if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", *components)):
                     self.login()
+                    self._warm_execution_api(deadline - time.monotonic())
                     return health
             time.sleep(POLL_S)
         raise self._fail(f"Airflow not healthy after {timeout_s:.0f}s; last health: {last}")
+
+    def _warm_execution_api(self, timeout_s: float) -> None:
+        """Build the execution API's versioned routes now, not on the first task's first call.
+
+        The api-server builds them (Cadwyn) on the first request under ``/execution``, in its event loop: on a busy
+        2-core machine that blocks every request, the test's own included, for longer than a client's timeout.
+        """
+        try:
+            self.client.get("/execution/health", timeout=max(timeout_s, 1.0)).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise self._fail(f"GET /execution/health failed: {exc!r}") from exc
 
     # ------------------------------------------------------------------ DAGs, runs, task instances
 

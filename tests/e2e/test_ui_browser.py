@@ -1,7 +1,8 @@
 """The Carbon view in a real browser (Debian's chromium, driven by Playwright) against a running Airflow.
 
-A carbon-aware task is deferred for the whole test and the metrics store holds three days of
-history, so the page has something to show; the screenshots land in docs/screenshots/ for the README.
+A carbon-aware task is deferred for the whole test (once it has deferred, its signal turns green only at
+its deadline) and the metrics store holds three days of history, so the page has something to show; the
+screenshots land in docs/screenshots/ for the README.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ import pytest
 
 from airflow_carbon.metrics import MetricsStore, TaskTryRecord
 from tests.e2e.airflow_cluster import AirflowCluster
-from tests.signal_files import write_signal
+from tests.e2e.signal_window import write_signal_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 SIGNAL = Path(tempfile.mkdtemp(prefix="carbon_ui_")) / "signal.csv"
 AIRFLOW_DAGS_FOLDER = Path(__file__).parent / "dags_carbon"
 AIRFLOW_ENV = {
+    "AIRFLOW__CARBON__SOURCE": "carbon_demo_signal",
+    "AIRFLOW__CARBON__REGION": "TEST",
     "AIRFLOW_CONN_CARBON_DEMO_SIGNAL": json.dumps(
         {"conn_type": "carbon_csv", "extra": {"path": str(SIGNAL), "region": "TEST"}}),
 }
 DAG_ID, TASK_ID = "carbon_demo", "summarize_logs"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # `make test` installs Debian's chromium
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)
 
 
 def seed_history(store: MetricsStore) -> None:
@@ -52,10 +55,15 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
 
     cluster: AirflowCluster = airflow_cluster
     cluster.wait_for_dag(DAG_ID)
-    write_signal(SIGNAL, green_in_s=240, period_s=60)  # green in 4 min, within its 5 min: it waits all test long
+    write_signal_file(SIGNAL, green_in_s=240, period_s=60)  # green in 4 min, within its 5 min: it defers
     run_id = cluster.trigger(DAG_ID)
-    cluster.wait_for_state(DAG_ID, run_id, TASK_ID, "deferred", timeout_s=90)
-    seed_history(MetricsStore(f"sqlite:///{cluster.home}/carbon_metrics.db"))
+    cluster.wait_for_state(DAG_ID, run_id, TASK_ID, "deferred", timeout_s=180)
+    store = MetricsStore(f"sqlite:///{cluster.home}/carbon_metrics.db")
+    [waiting] = store.rows(dag_id=DAG_ID, state="deferred")
+    # Clean from the last minute before its deadline (rows are a minute each): it waits as long as it may.
+    last_minute_s = (waiting["deadline"] - datetime.now(UTC)).total_seconds() - 60
+    write_signal_file(SIGNAL, green_in_s=last_minute_s, period_s=60)
+    seed_history(store)
 
     for path in ("/carbon/", "/carbon/api/deferred", "/carbon/api/history"):  # nobody anonymous gets in
         assert httpx.get(cluster.base_url + path, trust_env=False).status_code == 401
@@ -70,13 +78,13 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         page.get_by_label("Username").fill(cluster.username)
         page.get_by_label("Password").fill(cluster.password)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url("**/carbon/**", timeout=30_000)
+        page.wait_for_url("**/carbon/**", timeout=60_000)
 
         deferred = page.locator("#deferred-body")
-        expect(deferred).to_contain_text(TASK_ID, timeout=30_000)
+        expect(deferred).to_contain_text(TASK_ID, timeout=60_000)
         expect(deferred).to_contain_text(DAG_ID)
         history = page.locator("#history-body")
-        expect(history).to_contain_text("carbon_demo", timeout=30_000)
+        expect(history).to_contain_text("carbon_demo", timeout=60_000)
         expect(history).to_contain_text("25")  # % saved: 1 kg of 4 kg, every day
         page.wait_for_timeout(1500)  # let the charts draw before the picture
         page.screenshot(path=str(SCREENSHOTS / "carbon_view.png"), full_page=True)
@@ -87,7 +95,7 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         assert page.evaluate(chart_line) == "rgb(60, 91, 137)"
 
         page.goto(f"{cluster.base_url}/carbon/?theme=dark")
-        expect(page.locator("#deferred-body")).to_contain_text(TASK_ID, timeout=30_000)
+        expect(page.locator("#deferred-body")).to_contain_text(TASK_ID, timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(SCREENSHOTS / "carbon_view_dark.png"), full_page=True)
         assert page.evaluate(background) == "rgb(17, 17, 17)"
@@ -101,7 +109,7 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         page.emulate_media(color_scheme="light")
 
         page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{run_id}/{TASK_ID}?map_index=-1")
-        expect(page.locator("main")).to_contain_text("waiting", timeout=30_000)
+        expect(page.locator("main")).to_contain_text("waiting", timeout=60_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(SCREENSHOTS / "carbon_decision.png"), full_page=True)
         browser.close()

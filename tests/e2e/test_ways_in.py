@@ -1,7 +1,9 @@
 """Every way in, in a real Airflow: ``airflow dags test`` runs each example DAG, its trigger inline.
 
-The signal is a CSV connection that turns green a few seconds after the DAG starts, so each
-carbon-aware task really defers, is resumed by its trigger, runs and writes its record.
+The signal is a CSV connection whose green window is ``FAR_S`` away (inside every task's max_delay, so the
+first task defers whenever it gets to its decision) until the command says a task deferred; the test then
+moves the window ``GREEN_AFTER_DEFERRAL_S`` ahead, and the trigger, at its next refresh, waits for it. So each
+carbon-aware task really defers, is resumed by its trigger, runs and writes its record, on a busy machine too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from datetime import datetime
 import pytest
 
 from airflow_carbon.metrics import MetricsStore
-from tests.e2e.airflow_cli import airflow, migrated_home
-from tests.signal_files import write_signal
+from tests.e2e.airflow_cli import airflow_watching, migrated_home
+from tests.e2e.signal_window import write_signal_file
 
 CARBON_TASKS = {
     "batch_translation": ["translate"],
@@ -21,6 +23,8 @@ CARBON_TASKS = {
     "image_tagging": ["tag"] * 3,
     "model_evaluation": ["wait_green"],
 }
+FAR_S = 20 * 60  # batch_translation may wait 30 minutes
+GREEN_AFTER_DEFERRAL_S = 3
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,9 @@ def env(tmp_path_factory):
 @pytest.mark.parametrize("dag_id", sorted(CARBON_TASKS))
 def test_each_way_in_defers_resumes_and_records(env, dag_id):
     environment, signal, home = env
-    write_signal(signal, green_in_s=8, period_s=1)
-    out = airflow(environment, "dags", "test", dag_id)
+    write_signal_file(signal, green_in_s=FAR_S, period_s=1)
+    out = airflow_watching(environment, "dags", "test", dag_id, when="Pausing task as DEFERRED",
+                           then=lambda: write_signal_file(signal, green_in_s=GREEN_AFTER_DEFERRAL_S, period_s=1))
     assert "state=success" in out
     assert "Pausing task as DEFERRED" in out and "carbon window: green_window" in out
 

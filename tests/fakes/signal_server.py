@@ -14,9 +14,11 @@ data endpoints want ``Authorization: Bearer``; Electricity Maps wants the ``auth
 
 Every request is recorded in ``server.requests``. Faults: ``fail`` (any status/body/headers/delay for
 the next ``times`` requests whose path starts with a prefix; ``times=None`` = until ``clear_faults``),
-``flap`` (down, up, down...), ``slow``, ``malformed``, ``truncate`` (a forecast that ends early, or is empty),
+``flap`` (up, down, up... counted in requests),
+``slow``, ``malformed``, ``truncate`` (a forecast that ends early, or is empty),
 ``expire_tokens``, ``watttime_units``, ``watttime_regions`` (the account's scope), ``em_forecast_access``.
-``green_window`` makes WattTime's curve a step (dirty, then clean at a given instant) in points seconds apart.
+``green_window`` makes WattTime's curve a step (dirty, then clean at a given instant, or a given time after
+the first forecast request, so a test's window starts from the task's own decision) in points seconds apart.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     content_type: str | None = None
-    flap_s: float = 0.0  # > 0: applies only in the first half of every 2 * flap_s seconds (down, then up)
+    up: int = 0  # > 0: a flap, counted from the first matching request: ``up`` answered, then ``times`` failed
+    seen: int = 0  # matching requests so far (flaps only)
 
 
 class _BadRequest(Exception):
@@ -121,6 +124,7 @@ class FakeSignalServer:
         self._faults: list[Fault] = []
         self._truncate: dict[str, int] = {}
         self._green: tuple[float, int, float, float, int] | None = None
+        self._green_after_first_s: float | None = None  # green_window(after_first_request_s=...) not anchored yet
         self._tokens: dict[str, float] = {}
         self.tokens_issued = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -188,20 +192,44 @@ class FakeSignalServer:
         with self._lock:
             self._faults.append(Fault(path_prefix, status, times, body, dict(headers or {}), delay_s, content_type))
 
-    def flap(self, path_prefix: str, status: int = 503, *, flap_s: float = 8.0) -> None:
-        """Down for ``flap_s`` seconds, up for as long, and so on (by the wall clock), until cleared."""
-        with self._lock:
-            self._faults.append(Fault(path_prefix, status, None, flap_s=flap_s))
+    def flap(self, path_prefix: str, status: int = 503, *, up: int = 1, down: int = 1) -> None:
+        """Answer ``up`` requests, fail the next ``down``, and so on, until cleared.
 
-    def green_window(self, green_at_s: float | None, *, period_s: int = 5, dirty: float = 900.0,
-                     clean: float = 300.0, horizon_s: int = 3 * 3600) -> None:
-        """WattTime forecasts and history as ``dirty`` lbs/MWh until ``green_at_s`` (epoch), ``clean`` after.
-
-        Points are ``period_s`` apart (stated in ``meta.data_point_period_seconds``), so a test can wait
-        seconds, not the real service's 5 minutes, for a window. None goes back to the example curve.
+        Counted in requests from the first one under ``path_prefix``, not by the clock, so which reads fail
+        does not depend on how fast the machine is: with ``down`` equal to a client's tries per read, every
+        other read fails as a whole.
         """
+        if up < 1 or down < 1:
+            raise ValueError(f"a flap needs up >= 1 and down >= 1, got {up} and {down}")
         with self._lock:
-            self._green = None if green_at_s is None else (float(green_at_s), period_s, dirty, clean, horizon_s)
+            self._faults.append(Fault(path_prefix, status, down, up=up))
+
+    def green_window(self, green_at_s: float | None = None, *, after_first_request_s: float | None = None,
+                     period_s: int = 5, dirty: float = 900.0, clean: float = 300.0,
+                     horizon_s: int = 3 * 3600) -> None:
+        """WattTime forecasts and history as ``dirty`` lbs/MWh until the green instant, ``clean`` after.
+
+        The green instant is ``green_at_s`` (epoch), or ``after_first_request_s`` after the first
+        ``/v3/forecast`` request from now on: a task's wait then starts at its own first decision,
+        however long it took to get there (``green_at_s`` says when it turned out to be). Points are
+        ``period_s`` apart (stated in ``meta.data_point_period_seconds``), so a test can wait seconds,
+        not the real service's 5 minutes, for a window. Neither goes back to the example curve.
+        """
+        if green_at_s is not None and after_first_request_s is not None:
+            raise ValueError("give green_at_s or after_first_request_s, not both")
+        with self._lock:
+            self._green_after_first_s = after_first_request_s
+            if green_at_s is None and after_first_request_s is None:
+                self._green = None
+            else:  # until the first request, the green instant is as far away as the curve reaches
+                start_s = self.now() + horizon_s if green_at_s is None else float(green_at_s)
+                self._green = (start_s, period_s, dirty, clean, horizon_s)
+
+    @property
+    def green_at_s(self) -> float | None:
+        """The green instant of ``green_window`` (epoch); None before the first request it waits for."""
+        with self._lock:
+            return None if self._green is None or self._green_after_first_s is not None else self._green[0]
 
     def slow(self, path_prefix: str, delay_s: float, *, times: int | None = 1) -> None:
         """Answer normally, but only after ``delay_s`` (longer than the client's timeout: a timeout)."""
@@ -232,9 +260,12 @@ class FakeSignalServer:
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if path.startswith(fault.path_prefix) and (fault.times is None or fault.times > 0):
-                    if fault.flap_s and int(self.now() / fault.flap_s) % 2:
+                if fault.up and path.startswith(fault.path_prefix):
+                    fault.seen += 1
+                    if (fault.seen - 1) % (fault.up + fault.times) < fault.up:
                         continue
+                    return fault
+                if path.startswith(fault.path_prefix) and (fault.times is None or fault.times > 0):
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
@@ -254,6 +285,9 @@ class FakeSignalServer:
         query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         with self._lock:
             self._requests.append(RecordedRequest(method, path, query, headers))
+            if self._green_after_first_s is not None and path == "/v3/forecast":
+                self._green = (self.now() + self._green_after_first_s, *self._green[1:])
+                self._green_after_first_s = None
         fault = self._take_fault(path)
         if fault is not None:
             if fault.delay_s:

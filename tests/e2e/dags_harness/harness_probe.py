@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+from airflow.providers.standard.sensors.time_delta import WaitSensor
 from airflow.sdk import dag, task
 
 
 @dag(dag_id="harness_probe", schedule=None, catchup=False, tags=["e2e"])
 def harness_probe():
-    # Counted from the run's run_after (the trigger time), so the sensor stays deferred for the rest of the 20 s.
-    wait = TimeDeltaSensor(task_id="wait", delta=timedelta(seconds=20), deferrable=True, poke_interval=1)
+    # Counted from the sensor's own start, not from the trigger time: it defers for 20 s however late it starts.
+    wait = WaitSensor(task_id="wait", time_to_wait=timedelta(seconds=20), deferrable=True, poke_interval=1)
 
     @task
     def report() -> dict:
