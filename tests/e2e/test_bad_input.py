@@ -18,6 +18,9 @@ import pytest
 from airflow_carbon.metrics import MetricsStore
 from tests.e2e.airflow_cli import airflow, migrated_home, run_airflow
 
+#: Twelve `airflow dags test` runs share one fixture: minutes on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(900)
+
 HERE = Path(__file__).parent
 PARSE_DAGS, START_DAGS = HERE / "dags_bad_parse", HERE / "dags_bad_start"
 CORPUS = HERE.parent / "signals" / "corpus"

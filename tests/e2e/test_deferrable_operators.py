@@ -25,7 +25,7 @@ AIRFLOW_ENV = {
 }
 DAG_ID = "carbon_deferrable"
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 
 def write_falling_signal(path: Path) -> None:

@@ -33,7 +33,7 @@ from airflow_carbon.plugins.simulation import MAX_SIMULATION_JOBS, SIMULATIONS_A
 from airflow_carbon.signals.bundled import bundled_path
 from tests.e2e.airflow_cluster import AirflowCluster
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 MIB = 1024 * 1024
 BOUNDARY = "carbonhostile"

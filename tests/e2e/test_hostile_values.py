@@ -33,7 +33,7 @@ from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, Fake
 from tests.metrics.seeds import decide
 from tests.signal_files import write_signal
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 AIRFLOW_DAGS_FOLDER = Path(__file__).parent / "dags_bad_parse_settings"
 DAG_ID = "hostile_values"
