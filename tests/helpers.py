@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
+import psutil
 
 from airflow_carbon.signals import SOLAR_UNIT, Series
 from airflow_carbon.signals.services.pool import aclose_clients
@@ -53,3 +55,11 @@ def run_sources(coro: Coroutine[Any, Any, T]) -> T:
 
     return asyncio.run(closing())
 
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and every process below it (an api-server and its workers)."""
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total

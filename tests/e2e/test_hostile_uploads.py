@@ -32,6 +32,7 @@ from airflow_carbon.plugins.app import MAX_REQUEST_BYTES, REQUEST_LIMIT
 from airflow_carbon.plugins.simulation import MAX_SIMULATION_JOBS, SIMULATIONS_AT_ONCE, SIMULATIONS_PER_USER
 from airflow_carbon.signals.bundled import bundled_path
 from tests.e2e.airflow_cluster import AirflowCluster
+from tests.helpers import tree_rss
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -72,15 +73,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         deferred(cluster, tokens["admin"])  # the plugin and the store are up before the baseline
         yield {"cluster": cluster, "tokens": tokens, "tmpdir": tmpdir, "api": api, "rss_before": tree_rss(api)}
     print("\n" + "\n".join(f"{key}: {value}" for key, value in FIGURES.items()))
-
-
-def tree_rss(api: psutil.Process) -> int:
-    """Resident memory of the api-server and every process below it."""
-    total = 0
-    for proc in [api, *api.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
 
 
 def alive(proc: psutil.Process) -> bool:

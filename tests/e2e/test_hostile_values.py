@@ -13,7 +13,6 @@ with carelessly written settings in a running dag-processor.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import time
@@ -30,6 +29,7 @@ from airflow_carbon.metrics import MetricsStore, TaskTryKey
 from airflow_carbon.signals.bundled import bundled_path
 from tests.e2e.airflow_cluster import AIRFLOW, AirflowCluster
 from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+from tests.helpers import tree_rss
 from tests.metrics.seeds import decide
 from tests.signal_files import write_signal
 
@@ -138,15 +138,6 @@ def get(server: dict[str, Any], path: str, **kwargs: Any) -> httpx.Response:
 
 def api_log(server: dict[str, Any]) -> Path:
     return server["cluster"].process("api-server").log_path
-
-
-def tree_rss(api: psutil.Process) -> int:
-    """Resident memory of the api-server and every process below it."""
-    total = 0
-    for proc in [api, *api.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
 
 
 # -- DAG files ----------------------------------------------------------------------------------
