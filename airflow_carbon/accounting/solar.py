@@ -1,4 +1,9 @@
-"""On-site solar as a shared budget: jobs running at the same time split it, first come first served."""
+"""On-site solar as a shared budget: jobs running at the same time split it, and no kWh counts twice.
+
+``SolarBudget`` is the simulator's budget in memory, first come first served. The functions below are
+the arithmetic of the metrics store's solar ledger, over numpy arrays on a grid of slots aligned to the
+epoch: which slots an interval touches, a series' mean over each, and how tries share a slot's output.
+"""
 
 from __future__ import annotations
 
@@ -48,3 +53,60 @@ class SolarBudget:
         self.remaining_kwh[first:last] -= taken_kwh
         return self._series(first, np.divide(taken_kwh * 3600.0, overlap_s, out=np.zeros_like(taken_kwh),
                                              where=overlap_s > 0))
+
+
+def slot_grid(start_s: float, end_s: float, slot_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The starts of the epoch-aligned slots that ``[start_s, end_s)`` touches, and its overlap with each (s)."""
+    if end_s < start_s:
+        raise ValueError(f"interval ends at {end_s} s, before it starts at {start_s} s")
+    first = int(start_s // slot_s)
+    last = -int(-end_s // slot_s) if end_s > start_s else first
+    slot_starts = slot_s * np.arange(first, last, dtype=np.int64)
+    return slot_starts, np.minimum(slot_starts + slot_s, end_s) - np.maximum(slot_starts, start_s)
+
+
+def interval_means(series: Series | None, lo_s: np.ndarray, hi_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The time-weighted mean of ``series`` over each ``[lo_s, hi_s)`` (0 where it knows nothing), and the share of
+    each interval it knows (1: it covers all of it; 0: none of it).
+
+    One cumulative sum of the series gives every interval's integral: no loop over intervals.
+    """
+    lo_s, hi_s = np.asarray(lo_s, dtype=np.float64), np.asarray(hi_s, dtype=np.float64)
+    if series is None or not len(series):
+        return np.zeros(lo_s.shape), np.zeros(lo_s.shape)
+    bounds = series.bounds_epoch_s
+    cumulative = np.concatenate(([0.0], np.cumsum(series.values * series.period_s)))
+
+    def integral_to(t: np.ndarray) -> np.ndarray:
+        t = np.clip(t, bounds[0], bounds[-1])
+        index = np.clip(np.searchsorted(bounds, t, side="right") - 1, 0, len(series) - 1)
+        return cumulative[index] + series.values[index] * (t - bounds[index])
+
+    length_s = hi_s - lo_s
+    known_s = np.clip(hi_s, bounds[0], bounds[-1]) - np.clip(lo_s, bounds[0], bounds[-1])
+    positive = length_s > 0
+    means = np.divide(integral_to(hi_s) - integral_to(lo_s), length_s, out=np.zeros(lo_s.shape), where=positive)
+    return means, np.divide(known_s, length_s, out=np.zeros(lo_s.shape), where=positive)
+
+
+def free_power_kw(supply_kw: np.ndarray, taken_kw: np.ndarray) -> np.ndarray:
+    """What others left of the supply in each slot, never below 0."""
+    return np.maximum(np.asarray(supply_kw, dtype=np.float64) - taken_kw, 0.0)
+
+
+def reservable_kw(forecast_kw: np.ndarray, reserved_by_others_kw: np.ndarray, draw_kw: float) -> np.ndarray:
+    """The solar a try may plan on in each slot: what the forecast leaves after others' plans, at most its draw."""
+    return np.minimum(draw_kw, free_power_kw(forecast_kw, reserved_by_others_kw))
+
+
+def shared_kw(output_kw: np.ndarray, draw_kw: float, total_draw_kw: np.ndarray,
+              used_by_others_kw: np.ndarray) -> np.ndarray:
+    """The solar a try really had in each slot: its share of the output by draw, within what others left.
+
+    ``total_draw_kw`` counts every try drawing in the slot, this one included. Whatever order the tries of a
+    slot claim in, their shares add up to at most the output.
+    """
+    output_kw = np.asarray(output_kw, dtype=np.float64)
+    share_kw = np.divide(output_kw * draw_kw, total_draw_kw, out=np.zeros(output_kw.shape),
+                         where=np.asarray(total_draw_kw) > 0)
+    return np.minimum(np.minimum(draw_kw, share_kw), free_power_kw(output_kw, used_by_others_kw))

@@ -5,7 +5,8 @@ fields from ``TaskTryRecord``. Adding a field is a field here (with its phase) p
 ``metrics/migrations``. Three fields name where figures came from, each meaning one thing:
 ``source`` is the source the task was configured with, ``served_by`` the source that answered (a
 fallback when the first failed), and ``signal`` the origin of the intensity series it was
-accounted on (``watttime:co2_moer``, ``replay of de_ci.csv``).
+accounted on (``watttime:co2_moer``, ``replay of de_ci.csv``). For on-site solar, ``solar_served_by`` names
+the solar source that answered and ``solar_basis`` whether ``solar_kwh`` rests on measured output, a forecast or both.
 
 Pure: no Airflow, no SQLAlchemy.
 """
@@ -23,7 +24,10 @@ from airflow_carbon.errors import CarbonError
 from airflow_carbon.units import parse_instant
 
 #: The version of this schema, written into every record's JSON and spool file.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Versions ``from_json`` reads: XCom and spool files written by the previous release must still load. Version 2
+#: lacks the solar fields (``site``, ``solar_served_by``, ``solar_basis``), which then read as None.
+READABLE_VERSIONS = (2, SCHEMA_VERSION)
 
 DEFERRED = "deferred"
 RUNNING = "running"
@@ -92,6 +96,9 @@ class TaskTryRecord:
     baseline_intensity_g_per_kwh: Annotated[float | None, COMPLETION] = None  #: mean intensity had it run when ready
     solar_kwh: Annotated[float | None, COMPLETION] = None  #: on-site solar energy it used
     grid_kwh: Annotated[float | None, COMPLETION] = None  #: energy_kwh - solar_kwh
+    site: Annotated[str | None, SHARED] = None  #: the site whose solar panels the task shares with others
+    solar_served_by: Annotated[str | None, SHARED] = None  #: the solar source that answered
+    solar_basis: Annotated[str | None, COMPLETION] = None  #: how solar_kwh was obtained: measured, forecast or both
     emissions_g: Annotated[float | None, COMPLETION] = None  #: grid emissions of the run
     baseline_emissions_g: Annotated[float | None, COMPLETION] = None  #: emissions had it run when ready
     saved_g: Annotated[float | None, COMPLETION] = None  #: baseline_emissions_g - emissions_g
@@ -117,12 +124,14 @@ class TaskTryRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskTryRecord:
-        """The inverse of ``to_json``; unknown keys are ignored (derived ones such as ``job_id``), bad values named."""
+        """The inverse of ``to_json``, also of the previous version's; unknown keys are ignored (derived ones such as
+        ``job_id``), missing fields take their defaults, bad values are named."""
         if not isinstance(data, Mapping):
             raise InvalidRecordError(f"a record is a JSON object, not {type(data).__name__}")
         version = data.get("version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            raise InvalidRecordError(f"record version {version!r} is not {SCHEMA_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise InvalidRecordError(f"record version {version!r} is not one of "
+                                     f"{', '.join(map(str, READABLE_VERSIONS))}")
         return cls.from_values(data)
 
     @classmethod

@@ -1,4 +1,6 @@
-"""The metrics store's table, typed from the record's schema: what the store writes and the migrations' head.
+"""The metrics store's tables: the task try table typed from the record's schema, and the site solar ledger's.
+
+They are what the store writes and the migrations' head.
 
 Its own module, so that the store and its migrations both read it and neither imports the other's
 module to get it. Pure SQLAlchemy, no Airflow.
@@ -12,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Column, DateTime, Dialect, Float, Index, Integer, MetaData, String, Table
 from sqlalchemy.types import TypeDecorator
 
-from airflow_carbon.metrics.record import FIELD_NAMES, FIELD_PHASES, FIELD_TYPES
+from airflow_carbon.metrics.record import FIELD_NAMES, FIELD_PHASES, FIELD_TYPES, KEY_FIELDS
 from airflow_carbon.units import parse_instant
 
 
@@ -53,4 +55,37 @@ TABLE = Table(
     *(_column(name) for name in FIELD_NAMES),
     Index("ix_carbon_task_try_state", "state"),
     Index("ix_carbon_task_try_dag_id_ready_at", "dag_id", "ready_at"),
+)
+
+#: One row per site: the row a writer of the site's solar ledger locks, so that writers of one site take turns.
+SOLAR_SITE = Table(
+    "carbon_solar_site",
+    METADATA,
+    Column("site", String(250), primary_key=True),
+    Column("peak_kw", Float, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+#: One row per try and slot of a site: the power it draws there, the solar planned for it, the solar it really had.
+SOLAR_RESERVATION = Table(
+    "carbon_solar_reservation",
+    METADATA,
+    Column("site", String(250), primary_key=True),
+    Column("slot_start", UTCDateTime, primary_key=True),
+    *(_column(name) for name in KEY_FIELDS),
+    Column("draw_kw", Float, nullable=False),
+    Column("reserved_kw", Float, nullable=False),
+    Column("used_kw", Float, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_carbon_solar_reservation_try", *KEY_FIELDS),
+)
+#: The site's output per slot; ``basis`` is ``measured`` or ``forecast``, and a measured value is never overwritten
+#: by a forecast.
+SOLAR_OUTPUT = Table(
+    "carbon_solar_output",
+    METADATA,
+    Column("site", String(250), primary_key=True),
+    Column("slot_start", UTCDateTime, primary_key=True),
+    Column("output_kw", Float, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

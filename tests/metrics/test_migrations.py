@@ -14,10 +14,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -28,8 +31,10 @@ from airflow_carbon.errors import CarbonError
 from airflow_carbon.metrics import TaskTryRecord, migrations
 from airflow_carbon.metrics.migrations import VERSION_TABLE, StoreTooNewError, Upgrade
 from airflow_carbon.metrics.record import KEY_FIELDS
-from airflow_carbon.metrics.schema import METADATA
+from airflow_carbon.metrics.schema import METADATA, TABLE
+from airflow_carbon.metrics.solar import SolarLedger
 from airflow_carbon.metrics.store import MetricsStore
+from airflow_carbon.signals import SOLAR_UNIT, Series
 from airflow_carbon.units import parse_instant
 from tests.e2e.distributed import PostgresServer
 from tests.metrics.fixtures import INSTANT_FIELDS, create_main_store, main_rows
@@ -53,6 +58,15 @@ KINDS = {
     "UKGRID:north": None,
     None: None,
 }
+
+#: What 0003 adds to every row of the task try table: no site, no solar source, no solar basis.
+SOLAR_COLUMNS = {"site": None, "solar_served_by": None, "solar_basis": None}
+SOLAR_TABLES = ("carbon_solar_site", "carbon_solar_reservation", "carbon_solar_output")
+
+
+def upgraded(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the code before migrations as the head reads it."""
+    return row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS
 
 
 @pytest.fixture(params=BACKENDS)
@@ -115,7 +129,7 @@ def test_a_store_made_before_migrations_is_upgraded_and_every_row_reads_back(url
 
     assert migrations.upgrade(store.engine) == Upgrade("0001", migrations.head())
 
-    expected = [row | {"signal_kind": KINDS[row["signal"]]} for row in main_rows()]
+    expected = [upgraded(row) for row in main_rows()]
     assert {row["signal"] for row in expected} == set(KINDS)
     assert store.rows() == expected
     records = store.records()
@@ -178,7 +192,7 @@ def test_a_new_store_gets_the_same_schema_from_create_all_as_from_every_revision
     with by_revisions.begin() as connection:
         command.upgrade(migrations.config(connection), "head")
     first, second = schema(created), schema(by_revisions)
-    assert set(first) == {"carbon_alembic_version", "carbon_task_try"}
+    assert set(first) == {"carbon_alembic_version", "carbon_task_try", *SOLAR_TABLES}
     assert first == second
     created.dispose()
     by_revisions.dispose()
@@ -330,7 +344,7 @@ def same_values(answer: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 def test_every_row_of_a_store_made_before_migrations_reads_back_through_the_json_api(url, carbon_api, monkeypatch):
     create_main_store(url)
     serve(monkeypatch, url)  # the API opens the store, which upgrades it: nobody ran --upgrade
-    expected = [row | {"signal_kind": KINDS[row["signal"]]} for row in main_rows()]
+    expected = [upgraded(row) for row in main_rows()]
 
     instances = sorted({(row["dag_id"], row["run_id"], row["task_id"], row["map_index"]) for row in expected})
     for dag_id, run_id, task_id, map_index in instances:
@@ -428,3 +442,77 @@ def test_processes_upgrading_at_once_all_succeed_and_one_does_the_work(url):
     assert len(MetricsStore(url).rows()) == len(main_rows())
 
 
+
+
+#: Tries as the previous release (schema revision 0002, record version 2) wrote them: its record JSON, which has
+#: no solar fields; one ran on solar, one still waits.
+RECORDS_0002 = [
+    {"version": 2, "dag_id": "dag_s", "task_id": "infer", "run_id": "r1", "map_index": -1, "try_number": 1,
+     "state": "completed", "region": "DE", "source": "conn:em", "served_by": "conn:em", "signal": "electricitymaps",
+     "signal_kind": "average", "failed_sources": ["conn:wt: HTTP 503"], "policy": "threshold", "reason": "solar",
+     "ready_at": "2024-06-01T10:00:00+00:00", "deadline": "2024-06-01T14:00:00+00:00", "energy_kwh": 0.5,
+     "decided_at": "2024-06-01T10:00:00+00:00", "planned_start": "2024-06-01T11:00:00+00:00",
+     "expected_emissions_now_g": 100.0, "expected_emissions_at_start_g": 20.0,
+     "started_at": "2024-06-01T11:00:00+00:00", "ended_at": "2024-06-01T11:30:00+00:00", "delay_s": 3600.0,
+     "intensity_g_per_kwh": 200.0, "baseline_intensity_g_per_kwh": 250.0, "solar_kwh": 0.4, "grid_kwh": 0.1,
+     "emissions_g": 20.0, "baseline_emissions_g": 125.0, "saved_g": 105.0, "estimated": True},
+    {"version": 2, "dag_id": "dag_s", "task_id": "tag", "run_id": "r1", "map_index": 4, "try_number": 2,
+     "state": "deferred", "region": "DE", "source": "conn:em", "policy": "forecast", "reason": "green_window",
+     "ready_at": "2024-06-01T10:00:00+00:00", "deadline": "2024-06-01T16:00:00+00:00", "energy_kwh": 0.2,
+     "decided_at": "2024-06-01T10:05:00+00:00", "planned_start": "2024-06-01T12:00:00+00:00"},
+]
+
+
+def store_at_0002(url: str) -> Engine:
+    """The main store upgraded to 0002, as the previous release left it, with the tries that release wrote.
+
+    That release upserted every field its record had (no failed source as NULL): the same row as an INSERT of
+    those columns, which the head's table compiles without naming the columns 0003 adds.
+    """
+    create_main_store(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        cfg = migrations.config(connection)
+        command.stamp(cfg, "0001")
+        command.upgrade(cfg, "0002")
+    with engine.begin() as connection:
+        assert migrations.current_revision(connection) == "0002"
+        assert "site" not in {column["name"] for column in inspect(connection).get_columns("carbon_task_try")}
+        rows = [{name: value for name, value in TaskTryRecord.from_json(data).to_json().items()
+                 if name in TABLE.c and name not in SOLAR_COLUMNS} for data in RECORDS_0002]
+        connection.execute(TABLE.insert(), [row | {"failed_sources": row["failed_sources"] or None,
+                                                   "updated_at": "2024-06-01T12:00:00+00:00"} for row in rows])
+    return engine
+
+
+def test_a_store_at_0002_keeps_its_rows_and_takes_the_solar_fields_and_ledger(url):
+    engine = store_at_0002(url)
+    assert migrations.upgrade(engine) == Upgrade("0002", migrations.head())
+    assert differences(engine) == []
+    assert set(SOLAR_TABLES) <= set(inspect(engine).get_table_names())
+
+    store = MetricsStore.from_engine(engine)
+    old = [TaskTryRecord.from_json(data) for data in RECORDS_0002]
+    assert [record for record in store.records() if record.dag_id == "dag_s"] == [
+        replace(record, updated_at=parse_instant("2024-06-01T12:00:00+00:00")) for record in old]
+    assert [row for row in store.rows() if row["dag_id"] != "dag_s"] == [upgraded(row) for row in main_rows()]
+
+    # The waiting try decides again, now with a site, then completes on the site's solar.
+    waiting = replace(old[1], site="roof", solar_served_by="conn:inverter")
+    store.write(waiting)
+    ledger = SolarLedger(store)
+    start = parse_instant("2024-06-01T12:00:00+00:00")
+    sun = Series(np.array([int(start.timestamp())]), np.array([2.0]), 3600, "roof", unit=SOLAR_UNIT,
+                 kind="measured", source="conn:inverter")
+    ledger.reserve("roof", waiting.key, start, start + timedelta(minutes=30), 1.0, sun, peak_kw=3.0)
+    used, basis = ledger.claim("roof", waiting.key, start, start + timedelta(minutes=30), 1.0, measured=sun,
+                               forecast=None)
+    assert basis == "measured" and np.allclose(used.values, 1.0)
+    store.write(replace(waiting, state="completed", started_at=start, ended_at=start + timedelta(minutes=30),
+                        solar_kwh=0.5, grid_kwh=0.0, solar_basis=basis))
+    [done] = store.records(dag_id="dag_s", task_id="tag")
+    assert (done.site, done.solar_served_by, done.solar_basis, done.state) == (
+        "roof", "conn:inverter", "measured", "completed")
+    assert done.planned_start == old[1].planned_start  # kept from the decision 0002's code wrote
+    assert ledger.site_days(start)[0]["used_kwh"] == pytest.approx(0.5)
+    store.close()

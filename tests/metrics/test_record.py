@@ -18,7 +18,8 @@ from airflow_carbon.metrics import (
     TaskTryKey,
     TaskTryRecord,
 )
-from airflow_carbon.metrics.record import SCHEMA_VERSION
+from airflow_carbon.metrics.record import FIELD_PHASES, SCHEMA_VERSION
+from airflow_carbon.metrics.spool import parse_record
 from tests.helpers import T0
 
 HOUR = timedelta(hours=1)
@@ -82,11 +83,31 @@ def test_numpy_scalars_come_out_as_json_numbers():
     assert (data["energy_kwh"], data["emissions_g"], data["estimated"]) == (0.25, 10.0, True)
 
 
-@pytest.mark.parametrize("version", [1, 3, "2", None])
+@pytest.mark.parametrize("version", [1, 4, "3", None])
 def test_from_json_refuses_another_version(version):
     data = RECORDS[DEFERRED].to_json() | {"version": version}
-    with pytest.raises(InvalidRecordError, match=f"record version {version!r} is not {SCHEMA_VERSION}"):
+    with pytest.raises(InvalidRecordError, match=f"record version {version!r} is not one of 2, {SCHEMA_VERSION}"):
         TaskTryRecord.from_json(data)
+
+
+@pytest.mark.parametrize("state", list(RECORDS))
+def test_a_version_2_record_from_xcom_or_a_spool_file_still_loads_without_the_solar_fields(state):
+    """What the previous release pushed to XCom and spooled: version 2, no site, solar source or solar basis."""
+    solar = ("site", "solar_served_by", "solar_basis")
+    data = {name: value for name, value in RECORDS[state].to_json().items() if name not in solar} | {"version": 2}
+    record = TaskTryRecord.from_json(json.loads(json.dumps(data)))
+    assert record == RECORDS[state] and all(getattr(record, name) is None for name in solar)
+    spooled = parse_record(json.dumps({"format": 2, "record": data}))
+    assert spooled == RECORDS[state]
+    assert spooled.to_json()["version"] == SCHEMA_VERSION == 3
+
+
+def test_the_solar_fields_round_trip_and_have_their_phases():
+    record = replace(RECORDS[COMPLETED], site="roof-1", solar_served_by="conn:inverter", solar_basis="measured",
+                     solar_kwh=0.1, grid_kwh=0.3)
+    assert TaskTryRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    assert (FIELD_PHASES["site"], FIELD_PHASES["solar_served_by"], FIELD_PHASES["solar_basis"]) == (
+        "shared", "shared", "completion")
 
 
 @pytest.mark.parametrize("name", ["dag_id", "task_id", "run_id"])
