@@ -22,7 +22,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Carbon",
                    "python-modules": ["airflow_carbon.hooks.metrics", "airflow_carbon.hooks.signal_csv",
                                       "airflow_carbon.hooks.watttime", "airflow_carbon.hooks.electricitymaps",
-                                      "airflow_carbon.hooks.ukgrid"]}],
+                                      "airflow_carbon.hooks.ukgrid", "airflow_carbon.hooks.solar"]}],
         # No "plugins" entry: the plugin loads through the ``airflow.plugins`` entry point in every mode, and
         # with lazy_discover_providers=False Airflow 3.3 would load it twice and report the second as an
         # import error ("Plugin 'carbon' already registered, skipping") in the UI.
@@ -94,6 +94,46 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
             {
+                "hook-class-name": "airflow_carbon.hooks.solar.ForecastSolarHook",
+                "hook-name": "Forecast.Solar",
+                "connection-type": "forecast_solar",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "port", "extra"],
+                    "relabeling": {"password": "API key (optional)", "host": "Base URL (optional)"},
+                    "placeholders": {"host": "https://api.forecast.solar"},
+                },
+                "conn-fields": {
+                    "latitude": {"label": "Latitude", "schema": {"type": ["number", "null"]}},
+                    "longitude": {"label": "Longitude", "schema": {"type": ["number", "null"]}},
+                    "declination": {"label": "Declination (0 horizontal .. 90 vertical)",
+                                    "schema": {"type": ["number", "null"]}},
+                    "azimuth": {"label": "Azimuth (-90 east, 0 south, 90 west)",
+                                "schema": {"type": ["number", "null"]}},
+                    "kwp": {"label": "Peak power (kWp)", "schema": {"type": ["number", "null"]}},
+                    "site": {"label": "Site (optional; default: the connection id)",
+                             "schema": {"type": ["string", "null"]}},
+                    "measured_path": {"label": "Measured output CSV (optional)",
+                                      "schema": {"type": ["string", "null"]}},
+                },
+            },
+            {
+                "hook-class-name": "airflow_carbon.hooks.solar.SolarCsvHook",
+                "hook-name": "Solar CSV files",
+                "connection-type": "carbon_solar_csv",
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "port", "login", "password", "extra"]},
+                "conn-fields": {
+                    "path": {"label": "Forecast or profile CSV path", "schema": {"type": ["string", "null"]}},
+                    "column": {"label": "Profile column (e.g. Berlin)", "schema": {"type": ["string", "null"]}},
+                    "peak_kw": {"label": "Peak power (kW)", "schema": {"type": ["number", "null"]}},
+                    "start": {"label": "Profile start (ISO 8601, UTC)", "schema": {"type": ["string", "null"]}},
+                    "replay": {"label": "Replay onto the present", "schema": {"type": ["boolean", "null"]}},
+                    "measured_path": {"label": "Measured output CSV (optional)",
+                                      "schema": {"type": ["string", "null"]}},
+                    "site": {"label": "Site (optional; default: the connection id)",
+                             "schema": {"type": ["string", "null"]}},
+                },
+            },
+            {
                 "hook-class-name": "airflow_carbon.hooks.metrics.CarbonMetricsHook",
                 "hook-name": "Carbon metrics store",
                 "connection-type": "carbon_metrics",
@@ -149,6 +189,21 @@ def get_provider_info() -> dict[str, Any]:
                     "on_unavailable": {
                         "description": "With no signal: wait (re-try until the deadline) or run at once.",
                         "default": "wait", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "solar": {
+                        "description": ("Connection id of the on-site solar source (forecast_solar or "
+                                        "carbon_solar_csv); empty means none."),
+                        "default": "", "type": "string", "example": None, "version_added": "0.2.0",
+                    },
+                    "site": {
+                        "description": ("The site whose panels the task shares; empty means the solar connection's "
+                                        "site."),
+                        "default": "", "type": "string", "example": None, "version_added": "0.2.0",
+                    },
+                    "solar_threshold_kw": {
+                        "description": ("threshold policy: on-site solar at or above this kW is enough; empty means "
+                                        "the task's own power."),
+                        "default": "", "type": "string", "example": None, "version_added": "0.2.0",
                     },
                     "refresh_interval": {
                         "description": "How often a waiting task re-reads the signal and re-plans.",

@@ -17,6 +17,7 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.services.http import run_sync
 from airflow_carbon.signals.services.pool import aclose_clients
+from airflow_carbon.signals.solar import SolarSource
 from airflow_carbon.signals.source import Loader, Reading, Refuse, SourceConfig, SourceRef, aopen, aread_first
 
 T = TypeVar("T")
@@ -42,6 +43,11 @@ async def aconnection_extra(connection: Any) -> dict[str, Any]:
     if aextra_dejson is not None:
         return await aextra_dejson()
     return connection.extra_dejson
+
+
+async def aopen_solar(ref: SourceRef) -> SolarSource:
+    """The solar source a ref names (its connection read once); a grid source's connection is refused."""
+    return await aopen(ref, aread_connection, quantity="solar")
 
 
 async def aload(ref: SourceRef, now: datetime, history: timedelta) -> tuple[Series, str | None]:

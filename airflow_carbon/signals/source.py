@@ -6,6 +6,10 @@ A task names its source as ``bundled:<region>``, ``csv:<path>`` or ``conn:<conne
 connection's type; each implementation registers itself with ``@register``, the way the cats
 scheduler registers its providers. This module is the only place that tells kinds of source apart.
 No Airflow: a connection's fields are read by the caller's ``read_connection``.
+
+Each kind measures one quantity, its class's ``quantity``: ``intensity`` (the grid's carbon intensity, the
+default) or ``solar`` (on-site solar output, ``airflow_carbon.signals.solar``). A caller opens a ref for the
+quantity it wants, and a connection of the other quantity is refused, naming it.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from airflow_carbon.errors import CarbonConfigError
 from airflow_carbon.signals.bundled import BUNDLED_REGIONS, bundled_intensity
 from airflow_carbon.signals.csv import read_intensity_csv
 from airflow_carbon.signals.replay import replay
 from airflow_carbon.signals.series import Series, SignalDataError, to_epoch_s
+from airflow_carbon.units import parse_instant
+
+if TYPE_CHECKING:
+    from airflow_carbon.signals.solar import SolarSource
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +40,10 @@ REPLAY_HORIZON = timedelta(hours=72)
 #: A file source reads at least this much history, so a replayed day keeps its shape.
 FILE_HISTORY = timedelta(hours=24)
 #: The modules whose sources register themselves; imported on the first lookup.
-IMPLEMENTATIONS = ("airflow_carbon.signals.source", "airflow_carbon.signals.services.sources")
+IMPLEMENTATIONS = ("airflow_carbon.signals.source", "airflow_carbon.signals.solar",
+                   "airflow_carbon.signals.services.sources")
+#: What each quantity's sources are called in messages.
+QUANTITIES = {"intensity": "carbon signal source", "solar": "solar source"}
 
 
 class SourceError(CarbonConfigError):
@@ -69,36 +81,117 @@ class SourceConfig:
     path: str | None = None
     replay: bool | None = None
 
+    def _refuse(self, key: str, wanted: str, value: Any) -> SourceError:
+        return SourceError(f"connection {self.conn_id!r}: extra {key!r} must be {wanted}, got {value!r:.60}")
+
+    def extra_text(self, key: str, *, required: bool = False) -> str | None:
+        """A text field of the extra, stripped; None when absent or blank (refused if ``required``)."""
+        value = self.extra.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise SourceError(f"connection {self.conn_id!r} has no {key!r} in its extra")
+            return None
+        if not isinstance(value, str):
+            raise self._refuse(key, "text", value)
+        return value.strip()
+
+    def extra_number(self, key: str, *, low: float | None = None, high: float | None = None,
+                     positive: bool = False, required: bool = False) -> float | None:
+        """A number of the extra (a JSON number or its text) within ``[low, high]``; None when absent or blank."""
+        value = self.extra.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise SourceError(f"connection {self.conn_id!r} has no {key!r} in its extra")
+            return None
+        bounds = ("a number" + (f" from {low:g} to {high:g}" if low is not None and high is not None else "")
+                  + (" above 0" if positive else ""))
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            raise self._refuse(key, bounds, value) from None
+        if (not math.isfinite(number) or (low is not None and number < low) or (high is not None and number > high)
+                or (positive and number <= 0)):
+            raise self._refuse(key, bounds, value)
+        return number
+
+    def extra_flag(self, key: str) -> bool | None:
+        """A true/false field of the extra (JSON boolean, or true/false/yes/no/1/0 as text); None when absent."""
+        value = self.extra.get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes"):
+            return True
+        if text in ("0", "false", "no"):
+            return False
+        if not text:
+            return None
+        raise self._refuse(key, "true or false", value)
+
+    def extra_instant(self, key: str) -> datetime | None:
+        """An ISO 8601 instant of the extra in UTC (naive is UTC, as in the files); None when absent."""
+        text = self.extra_text(key)
+        if text is None:
+            return None
+        try:
+            return parse_instant(text, naive_is_utc=True)
+        except ValueError:
+            raise self._refuse(key, "an ISO 8601 instant such as 2024-06-01T00:00:00Z", text) from None
+
 
 class SourceType(Protocol):
     @classmethod
     def from_config(cls, config: SourceConfig) -> SignalSource: ...
 
 
-_REGISTRY: dict[str, type[SourceType]] = {}
+#: quantity -> source kind (a ref scheme or a connection type) -> class.
+_REGISTRY: dict[str, dict[str, type[SourceType]]] = {}
+
+
+def quantity_of(kind: type) -> str:
+    """What a source class measures: its ``quantity``, ``intensity`` when it does not say."""
+    return getattr(kind, "quantity", "intensity")
 
 
 def register(*keys: str) -> Callable[[type], type]:
-    """Class decorator: the source kind ``keys`` (a ref scheme or a connection type) opens with this class."""
+    """Class decorator: the source kind ``keys`` (a ref scheme or a connection type) opens with this class.
+
+    A scheme may have one kind per quantity (``csv:`` is a grid file or a solar file, by what is asked); a
+    connection type belongs to one quantity only, so a connection of the other one can be named when refused.
+    """
 
     def add(cls: type) -> type:
+        quantity = quantity_of(cls)
+        if quantity not in QUANTITIES:
+            raise ValueError(f"{cls.__name__}: unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
         for key in keys:
-            _REGISTRY[key] = cls
+            taken = _quantity_of_connection_type(key)
+            if key not in _SCHEMES and taken not in (None, quantity):
+                raise ValueError(f"{cls.__name__}: connection type {key!r} is already a {QUANTITIES[taken]}")
+            _REGISTRY.setdefault(quantity, {})[key] = cls
         return cls
 
     return add
 
 
-def source_types() -> dict[str, type[SourceType]]:
-    """Every registered kind; the implementations register themselves when first imported."""
+def _imported() -> dict[str, dict[str, type[SourceType]]]:
     for module in IMPLEMENTATIONS:
         importlib.import_module(module)
-    return dict(_REGISTRY)
+    return _REGISTRY
 
 
-def connection_types() -> tuple[str, ...]:
-    """The connection types that are carbon signal sources."""
-    return tuple(sorted(key for key in source_types() if key not in _SCHEMES))
+def _quantity_of_connection_type(conn_type: str | None) -> str | None:
+    return next((quantity for quantity, kinds in _REGISTRY.items() if conn_type in kinds), None)
+
+
+def source_types(quantity: str = "intensity") -> dict[str, type[SourceType]]:
+    """Every registered kind of ``quantity``; the implementations register themselves when first imported."""
+    return dict(_imported().get(quantity, {}))
+
+
+def connection_types(quantity: str = "intensity") -> tuple[str, ...]:
+    """The connection types that are sources of ``quantity`` (carbon signal sources by default)."""
+    return tuple(sorted(key for key in source_types(quantity) if key not in _SCHEMES))
 
 
 _SCHEMES = ("bundled", "csv", "conn")
@@ -182,17 +275,39 @@ class SourceRef:
 ConnectionReader = Callable[[SourceRef], Awaitable[SourceConfig]]
 
 
-async def aopen(ref: SourceRef, read_connection: ConnectionReader | None = None) -> SignalSource:
-    """The source a ref names; a connection is read once, here, by ``read_connection``."""
+@overload
+async def aopen(ref: SourceRef, read_connection: ConnectionReader | None = None,
+                quantity: Literal["intensity"] = "intensity") -> SignalSource: ...
+
+
+@overload
+async def aopen(ref: SourceRef, read_connection: ConnectionReader | None = None, *,
+                quantity: Literal["solar"]) -> SolarSource: ...
+
+
+async def aopen(ref: SourceRef, read_connection: ConnectionReader | None = None,
+                quantity: str = "intensity") -> SignalSource | SolarSource:
+    """The source of ``quantity`` a ref names; a connection is read once, here, by ``read_connection``.
+
+    A connection whose type is not a source of ``quantity`` is refused, naming the types that are.
+    """
+    if quantity not in QUANTITIES:
+        raise ValueError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
+    kinds, what = source_types(quantity), QUANTITIES[quantity]
     if ref.conn_id is None:
-        return source_types()[ref.name.partition(":")[0]].from_config(ref.config())
+        scheme = ref.name.partition(":")[0]
+        if scheme not in kinds:
+            raise SourceError(f"{ref.describe()} is not a {what}; name a connection of type "
+                              f"{' or '.join(connection_types(quantity))}")
+        return kinds[scheme].from_config(ref.config())
     if read_connection is None:
         raise SourceError(f"{ref.describe()} is read through Airflow (airflow_carbon.hooks.sources)")
     config = await read_connection(ref)
-    kinds = source_types()
     if config.conn_type not in kinds or config.conn_type in _SCHEMES:
-        raise SourceError(f"connection {ref.conn_id!r} has type {config.conn_type!r}, which is not a carbon signal "
-                          f"source ({', '.join(connection_types())})")
+        other = _quantity_of_connection_type(config.conn_type) if config.conn_type not in _SCHEMES else None
+        hint = f"; it is a {QUANTITIES[other]}" if other is not None else ""
+        raise SourceError(f"connection {ref.conn_id!r} has type {config.conn_type!r}, which is not a {what} "
+                          f"({', '.join(connection_types(quantity))}){hint}")
     return kinds[config.conn_type].from_config(config)
 
 
@@ -274,10 +389,7 @@ class CsvFileSource:
         path = config.extra.get("path")
         if not path:
             raise SignalDataError(f"connection {config.conn_id!r} has no 'path' in its extra")
-        replay_flag = config.extra.get("replay")
-        if isinstance(replay_flag, str):
-            replay_flag = replay_flag.strip().lower() in ("1", "true", "yes")
-        return cls(config.name, config.extra.get("region") or config.region, str(path), replay_flag)
+        return cls(config.name, config.extra.get("region") or config.region, str(path), config.extra_flag("replay"))
 
     async def aseries(self, now: datetime, history: timedelta) -> Series:
         return await asyncio.to_thread(self._load, now, max(history, FILE_HISTORY))

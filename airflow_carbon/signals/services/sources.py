@@ -1,23 +1,27 @@
 """The web services as signal sources: a connection's fields in, a client from the pool, a series out.
 
 Each class registers itself for its connection type; the credentials stay in the client, which is
-keyed by a hash of them, so a changed password gets a new client and no key holds a secret.
+keyed by a hash of them, so a changed password gets a new client and no key holds a secret. Forecast.Solar
+is a solar source (``quantity = "solar"``), the others are carbon-intensity sources.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_carbon.clock import utcnow
 from airflow_carbon.signals.series import Series, combine
 from airflow_carbon.signals.services.electricitymaps import ElectricityMapsClient
+from airflow_carbon.signals.services.forecastsolar import ForecastSolarClient
 from airflow_carbon.signals.services.pool import client_for
 from airflow_carbon.signals.services.ukgrid import UKCarbonIntensityClient
 from airflow_carbon.signals.services.watttime import SIGNAL_DESCRIPTIONS, WattTimeClient
-from airflow_carbon.signals.source import SourceConfig, register
+from airflow_carbon.signals.solar import describe_forecast, read_solar_log
+from airflow_carbon.signals.source import SourceConfig, SourceError, register
 
 
 def base_url(host: str | None, default: str) -> str:
@@ -155,3 +159,66 @@ class UKCarbonIntensitySource:
     async def describe(self) -> str:
         series = await self.aseries(utcnow(), timedelta(0))
         return f"{series.region}: {len(series)} values every {series.period_s} s from {series.source}"
+
+
+@register("forecast_solar")
+@dataclass(frozen=True)
+class ForecastSolarSource:
+    """Forecast.Solar: one PV plane's forecast for today and the next day(s), every 15 minutes, in kW.
+
+    Password: an optional personal API key (without one, the public API: 12 calls an hour per IP, so the
+    forecast is read at most every ``min_refresh_s``). Extra: ``latitude``, ``longitude``, ``declination``
+    (0 horizontal .. 90 vertical), ``azimuth`` (-180..180: -90 east, 0 south, 90 west), ``kwp`` (the
+    modules' peak kW), ``site`` (else the connection id) and ``measured_path``: a logger's CSV of what the
+    panels gave, since the API has no measured actuals.
+    """
+
+    name: str
+    site: str
+    client: ForecastSolarClient
+    latitude: float
+    longitude: float
+    declination: float
+    azimuth: float
+    peak_kw: float
+    measured_path: str | None = None
+
+    quantity: ClassVar[str] = "solar"
+    min_refresh_s: ClassVar[float] = 900.0
+    DEFAULT_BASE_URL: ClassVar[str] = "https://api.forecast.solar"
+
+    @classmethod
+    def from_config(cls, config: SourceConfig) -> ForecastSolarSource:
+        plane = {key: config.extra_number(key, low=low, high=high, required=True)
+                 for key, low, high in (("latitude", -90, 90), ("longitude", -180, 180), ("declination", 0, 90),
+                                        ("azimuth", -180, 180))}
+        kwp = config.extra_number("kwp", positive=True, required=True)
+        url = base_url(config.host, cls.DEFAULT_BASE_URL)
+        try:
+            client = client_for(("forecast_solar", config.conn_id, _fingerprint(config.password, url)),
+                                lambda: ForecastSolarClient(config.password or None, base_url=url))
+        except ValueError as error:
+            raise SourceError(f"connection {config.conn_id!r}: {error}") from None
+        return cls(config.name, config.extra_text("site") or config.conn_id or config.region, client, **plane,
+                   peak_kw=kwp, measured_path=config.extra_text("measured_path"))
+
+    @property
+    def measures(self) -> bool:
+        return self.measured_path is not None
+
+    async def aforecast(self, now: datetime, horizon: timedelta) -> Series:
+        """The whole answer: the local days it covers, today's past hours included."""
+        series = await self.client.estimate(self.latitude, self.longitude, self.declination, self.azimuth,
+                                            self.peak_kw)
+        return replace(series, region=self.site)
+
+    async def ameasured(self, start: datetime, end: datetime) -> Series | None:
+        if self.measured_path is None:
+            return None
+        return await asyncio.to_thread(read_solar_log, self.measured_path, start, end, self.site)
+
+    async def describe(self) -> str:
+        """The forecast's peak and span, and the calls left, for the connection test."""
+        line = describe_forecast(await self.aforecast(utcnow(), timedelta(hours=24)))
+        left, limit = self.client.ratelimit.get("remaining"), self.client.ratelimit.get("limit")
+        return line + (f"; {left} of {limit} calls left this period" if left is not None and limit else "")
