@@ -39,6 +39,10 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "threshold_g_per_kwh": (f"{DEFAULT_THRESHOLD_G_PER_KWH:g}",
                             "threshold policy: an intensity at or below this is green."),
     "on_unavailable": ("wait", "With no signal: wait (re-try until the deadline) or run at once."),
+    "solar": ("", "Connection id of the on-site solar source (forecast_solar or carbon_solar_csv); empty means none."),
+    "site": ("", "The site whose panels the task shares; empty means the solar connection's site."),
+    "solar_threshold_kw": ("", "threshold policy: on-site solar at or above this kW is enough; empty means the "
+                                "task's own power."),
     "refresh_interval": ("5min", "How often a waiting task re-reads the signal and re-plans."),
     "metrics_conn_id": ("carbon_metrics_default", "Connection of the metrics store database."),
 }
@@ -140,6 +144,9 @@ class CarbonSettings:
     on_unavailable: str
     refresh_interval: timedelta
     metrics_conn_id: str
+    solar: str | None = None
+    site: str | None = None
+    solar_threshold_kw: float | None = None
     #: ``[carbon] power_kw``, read once when the settings are resolved: what a task that declares no energy draws.
     assumed_power_kw: float = 0.3
 
@@ -174,7 +181,8 @@ class CarbonSettings:
 
     def policy_settings(self) -> PolicySettings:
         return PolicySettings(threshold_g_per_kwh=self.threshold_g_per_kwh, min_saving_pct=self.min_saving_pct,
-                              on_unavailable=self.on_unavailable)  # type: ignore[arg-type]
+                              on_unavailable=self.on_unavailable,  # type: ignore[arg-type]
+                              solar_threshold_kw=self.solar_threshold_kw)
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
@@ -192,6 +200,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "on_unavailable": _on_unavailable,
     "refresh_interval": _positive_duration,
     "metrics_conn_id": _text,
+    "solar": _optional_text,
+    "site": _optional_text,
+    "solar_threshold_kw": _at_most(MAX_POWER_KW, "kW"),
 }
 SETTING_NAMES = tuple(PARSERS)
 #: Settings a trigger carries back were resolved, perhaps by an earlier version that took ``max_delay=0``.

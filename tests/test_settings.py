@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -125,3 +126,32 @@ def test_default_args_may_give_max_delay_to_a_task_that_gives_a_deadline():
     check_task("t", {"deadline": "2026-01-01T00:00:00Z"}, {"max_delay": "2h"})
     with pytest.raises(CarbonSettingsError, match="given together"):
         check_task("t", {}, {"deadline": "2026-01-01T00:00:00Z", "max_delay": "2h"})
+
+
+def test_a_solar_source_a_site_and_a_solar_threshold_come_from_the_task_default_args_or_config(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CARBON__SOLAR", "roof")
+    monkeypatch.setenv("AIRFLOW__CARBON__SOLAR_THRESHOLD_KW", "1.5")
+    settings = resolve("t", {}, {"site": "hall-2"})
+    assert (settings.solar, settings.site, settings.solar_threshold_kw) == ("roof", "hall-2", 1.5)
+    assert settings.policy_settings().solar_threshold_kw == 1.5
+    assert CarbonSettings.from_json("t", json.loads(json.dumps(settings.to_json()))) == settings
+    monkeypatch.delenv("AIRFLOW__CARBON__SOLAR")
+    monkeypatch.delenv("AIRFLOW__CARBON__SOLAR_THRESHOLD_KW")
+    plain = resolve("t", {})
+    assert (plain.solar, plain.site, plain.solar_threshold_kw) == (None, None, None)
+
+
+def test_settings_of_the_previous_release_without_solar_read_back_as_none():
+    data = {name: value for name, value in resolve("t", {}).to_json().items()
+            if name not in ("solar", "site", "solar_threshold_kw")}
+    assert CarbonSettings.from_json("t", data).solar is None
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"solar_threshold_kw": -1}, "solar_threshold_kw=-1: must be a finite number >= 0"),
+    ({"solar": "  "}, "solar='  ': must be a non-empty string"),
+    ({"site": 3}, "site=3: must be a non-empty string"),
+])
+def test_bad_solar_settings_name_the_task_and_the_setting(given, message):
+    with pytest.raises(CarbonSettingsError, match=re.escape(f"task 't': carbon setting {message}")):
+        check_given("t", given)

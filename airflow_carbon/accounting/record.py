@@ -64,6 +64,19 @@ def mean_intensity_g_per_kwh(intensity: Series, start: datetime, end: datetime) 
     return _interval(intensity, 0.0, None, to_epoch_s(start), to_epoch_s(end))[0]
 
 
+def solar_used_kwh(solar: Series | None, energy_kwh: float, start: datetime, end: datetime) -> float:
+    """The on-site energy (kWh) a job drawing ``energy_kwh`` evenly over ``[start, end)`` took from ``solar`` (kW).
+
+    Needs no grid signal: a record counts its solar even when no intensity covers the run.
+    """
+    if solar is None or not len(solar):
+        return 0.0
+    start_s = to_epoch_s(start)
+    duration_s = max(to_epoch_s(end) - start_s, 1)
+    edges, _, used_kw = steps(solar, energy_kwh * 3600.0 / duration_s, solar, start_s, start_s + duration_s)
+    return float(used_kw @ np.diff(edges)) / 3600.0
+
+
 def _interval(intensity: Series, energy_kwh: float, solar: Series | None, start_s: int, end_s: int
               ) -> tuple[float | None, float | None, float]:
     """Mean intensity, grid emissions (g) and solar energy used (kWh) of ``energy_kwh`` drawn evenly over the interval.

@@ -7,6 +7,7 @@ or by ``airflow-carbon metrics --flush``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -21,6 +22,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, make_url
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
+from airflow_carbon.hooks.sources import aconnection_extra
 from airflow_carbon.metrics.record import TaskTryRecord
 from airflow_carbon.metrics.spool import Spool, describe_error, record_json
 from airflow_carbon.metrics.store import MetricsStore, safe_url
@@ -150,6 +152,17 @@ class CarbonMetricsHook(BaseHook):
     def get_store(self) -> MetricsStore:
         """The store for this connection, one per URL in the process (engines pool connections)."""
         return self._store_for(self.url())
+
+    async def aget_store(self) -> MetricsStore:
+        """``get_store`` for a trigger: the connection is read without blocking the event loop."""
+        if self._url is None:
+            try:
+                conn = await BaseHook.aget_connection(self.carbon_metrics_conn_id)
+            except AirflowNotFoundException:
+                self._url = self._fallback_url()
+            else:
+                self._url = url_from_connection(conn, await aconnection_extra(conn))
+        return await asyncio.to_thread(self._store_for, self._url)
 
     def get_conn(self) -> MetricsStore:
         return self.get_store()

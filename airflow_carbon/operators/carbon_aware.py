@@ -101,6 +101,7 @@ class CarbonAwareMixin:
     def _carbon_work(self, context: Any, run: CarbonTaskRun, event: CarbonEvent, started_at: datetime,
                      work: Callable[[], Any]) -> Any:
         """Run (or resume) the work and record the try when it ends, whether it succeeded or failed."""
+        event = run.begin(event, started_at)
         try:
             result = work()
         except TaskDeferred as deferral:

@@ -13,8 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_carbon.accounting import account
+from airflow_carbon.accounting.record import solar_used_kwh
 from airflow_carbon.clock import utcnow
+from airflow_carbon.hooks import site as site_solar
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
+from airflow_carbon.hooks.site import SolarSite
 from airflow_carbon.hooks.sources import load_first, open_sources
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryKey, TaskTryRecord
 from airflow_carbon.planning import Job, decide
@@ -57,6 +60,26 @@ def checked_source_refs(task_id: str, settings: CarbonSettings) -> list[SourceRe
     return refs
 
 
+def with_site(task_id: str, settings: CarbonSettings) -> CarbonSettings:
+    """The settings with the site resolved: given, else the solar connection's own (its extra's ``site``).
+
+    Opening the solar source here fails the task at its start, naming the task and the connection, when the
+    connection does not exist or is not a solar source.
+    """
+    if settings.solar is None:
+        return settings
+    try:
+        site = site_solar.site_of(settings)
+    except SourceError as error:
+        raise CarbonSettingsError(f"task {task_id!r}: carbon setting solar={settings.solar!r}: {error}") from None
+    except SignalDataError as error:
+        raise CarbonSettingsError(f"task {task_id!r}: solar source connection {settings.solar!r}: {error}") from None
+    except Exception as error:
+        raise CarbonSettingsError(f"task {task_id!r}: solar source connection {settings.solar!r} cannot be read: "
+                                  f"{type(error).__name__}") from None
+    return replace(settings, site=settings.site or site)
+
+
 def task_try_key(context: Any) -> TaskTryKey:
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
@@ -92,8 +115,8 @@ class CarbonTaskRun:
         if deadline < ready_at:
             raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
                                       f"became ready ({ready_at.isoformat()})")
-        return cls(task.task_id, key, settings, ready_at, deadline, checked_source_refs(task.task_id, settings),
-                   check_files=earlier is None)
+        return cls(task.task_id, key, with_site(task.task_id, settings), ready_at, deadline,
+                   checked_source_refs(task.task_id, settings), check_files=earlier is None)
 
     @classmethod
     def resume(cls, task: Any, context: Any, event: CarbonEvent) -> CarbonTaskRun:
@@ -106,6 +129,10 @@ class CarbonTaskRun:
     def job(self) -> Job:
         return Job(self.settings.expected_duration, self.settings.planned_energy_kwh)
 
+    @property
+    def solar(self) -> SolarSite | None:
+        return SolarSite.of(self.settings)
+
     def wait_if_needed(self, task: Any) -> CarbonEvent:
         """Run now (returns the decision as an event) or defer to the trigger (raises)."""
         event = self.decide_now()
@@ -117,15 +144,18 @@ class CarbonTaskRun:
     def decide_now(self) -> CarbonEvent:
         """Plan from here, on the same terms as the trigger."""
         now = utcnow()
+        solar = site_solar.NO_SOLAR
         if now >= self.deadline:  # a retry past its deadline runs at once, without waiting on a source
             reading = Reading(None, None, None)
         else:
             reading = load_first(self.sources, now, deadline=self.deadline,
                                  refuse=self._refuse_bad_file if self.check_files else None)
+            solar = site_solar.read_solar(self.solar, now, self.deadline + self.job.duration, self.deadline)
         self.check_files = False
         decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job,
-                          intensity=reading.series, settings=self.settings.policy_settings())
-        return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources))
+                          intensity=reading.series, solar=solar.free, settings=self.settings.policy_settings())
+        return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources),
+                              **site_solar.solar_for_event(solar, now, self.job.duration))
 
     def _refuse_bad_file(self, ref: SourceRef, error: Exception) -> None:
         """A missing or malformed source file is configuration, not an outage: waiting on it would hide it."""
@@ -140,12 +170,25 @@ class CarbonTaskRun:
             duration_s=self.settings.expected_duration.total_seconds(), energy_kwh=self.job.energy_kwh,
             signals=[ref.to_dict() for ref in self.sources], settings=asdict(self.settings.policy_settings()),
             refresh_s=self.settings.refresh_interval.total_seconds(), task_settings=self.settings.to_json(),
+            solar=self.solar.to_dict() if self.solar is not None else None,
         )
+
+    def begin(self, event: CarbonEvent, started_at: datetime) -> CarbonEvent:
+        """The work is about to run: take the site's solar it planned on for its expected run.
+
+        Returns the event with a failed reservation added to its failed sources.
+        """
+        if self.solar is None:
+            return event
+        failures = site_solar.reserve(self.solar, self.key, started_at, started_at + self.job.duration,
+                                      self.job.power_kw, event.solar_forecast)
+        return replace(event, failed_sources=(*event.failed_sources, *failures)) if failures else event
 
     def _record(self, event: CarbonEvent, state: str, **values: Any) -> TaskTryRecord:
         decision = event.decision
         return TaskTryRecord(
             **asdict(self.key), state=state, region=self.settings.region, source=self.sources[0].name,
+            site=self.solar.site if self.solar is not None else None, solar_served_by=event.solar_served_by,
             served_by=event.served_by, signal=event.signal, signal_kind=event.signal_kind,
             failed_sources=list(event.failed_sources), policy=self.settings.policy, reason=event.reason,
             ready_at=self.ready_at, deadline=self.deadline, decided_at=decision.now, planned_start=decision.start,
@@ -176,13 +219,26 @@ class CarbonTaskRun:
         reading = load_first(self.sources, ended_at, history)
         completion: dict[str, Any] = {"started_at": started_at, "ended_at": ended_at, "energy_kwh": energy_kwh,
                                       "delay_s": (started_at - self.ready_at).total_seconds()}
+        solar = self._claim_solar(event, started_at, ended_at, energy_kwh)
+        solar_kwh = solar_used_kwh(solar.used, energy_kwh, started_at, ended_at)
+        completion |= {"solar_kwh": solar_kwh, "grid_kwh": energy_kwh - solar_kwh, "solar_basis": solar.basis}
         if reading.series is None:
-            completion |= {"solar_kwh": 0.0, "grid_kwh": energy_kwh, "estimated": True}
+            completion |= {"estimated": True}
         else:
+            job_id = f"{self.key.dag_id}.{self.key.task_id}"
+            baseline = None
+            if solar.used is not None:  # the same run at the ready time, with the site's output free then
+                baseline_end = self.ready_at + (ended_at - started_at)
+                base = account(job_id=job_id, policy=settings.policy, reason=event.reason, ready_at=self.ready_at,
+                               deadline=self.deadline, started_at=self.ready_at, ended_at=baseline_end,
+                               energy_kwh=energy_kwh, intensity=reading.series, solar=solar.baseline)
+                baseline = (base.intensity_g_per_kwh, base.emissions_g)
             accounted = account(
-                job_id=f"{self.key.dag_id}.{self.key.task_id}", policy=settings.policy, reason=event.reason,
+                job_id=job_id, policy=settings.policy, reason=event.reason,
                 ready_at=self.ready_at, deadline=self.deadline, started_at=started_at, ended_at=ended_at,
-                energy_kwh=energy_kwh, intensity=reading.series, estimated=estimated or not settings.energy_declared)
+                energy_kwh=energy_kwh, intensity=reading.series, solar=solar.used, baseline=baseline,
+                estimated=(estimated or not settings.energy_declared
+                           or (solar.used is not None and (solar.basis != "measured" or solar.baseline is None))))
             completion |= {name: getattr(accounted, name) for name in (
                 "solar_kwh", "grid_kwh", "intensity_g_per_kwh", "baseline_intensity_g_per_kwh", "emissions_g",
                 "baseline_emissions_g", "saved_g", "estimated")}
@@ -190,11 +246,22 @@ class CarbonTaskRun:
         record = replace(record, served_by=event.served_by or reading.served_by,
                          signal=event.signal or (reading.series.source if reading.series is not None else None),
                          signal_kind=event.signal_kind or reading.signal_kind,
-                         failed_sources=[*event.failed_sources, *reading.failed_sources])
+                         solar_served_by=event.solar_served_by or solar.served_by,
+                         failed_sources=[*event.failed_sources, *reading.failed_sources, *solar.failures])
         context["ti"].xcom_push(key=XCOM_KEY, value=record.to_json())
         CarbonMetricsHook(settings.metrics_conn_id).write(record)
         log.info("carbon record: %s", record.to_json())
         return record
+
+
+    def _claim_solar(self, event: CarbonEvent, started_at: datetime, ended_at: datetime,
+                     energy_kwh: float) -> site_solar.SolarClaim:
+        """The try's share of what the site's panels gave while it ran; nothing without a solar source."""
+        if self.solar is None:
+            return site_solar.SolarClaim(None, None, None, None)
+        hours = max((ended_at - started_at).total_seconds(), 1.0) / 3600.0
+        return site_solar.claim(self.solar, self.key, self.ready_at, started_at, ended_at, energy_kwh / hours,
+                                event.solar_forecast)
 
 
 def resolve_settings(task: Any) -> CarbonSettings:

@@ -34,6 +34,9 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param on_unavailable: with no signal, ``wait`` until the deadline or ``run`` at once.
     :param refresh_interval: how often the waiting sensor re-plans.
     :param metrics_conn_id: connection of the metrics store.
+    :param solar: connection id of the site's on-site solar source; None: the grid alone.
+    :param site: the site whose panels the work shares; None: the solar connection's site.
+    :param solar_threshold_kw: ``threshold``: enough solar at or above this; None: the work's power.
     :param deferrable: wait in the triggerer (default) rather than in a worker slot; without a
         triggerer, ``deferrable=False`` pokes instead (``mode="reschedule"`` frees the slot between pokes).
     """
@@ -58,6 +61,9 @@ class CarbonAwareSensor(BaseSensorOperator):
         on_unavailable: str | None = None,
         refresh_interval: timedelta | str | None = None,
         metrics_conn_id: str | None = None,
+        solar: str | None = None,
+        site: str | None = None,
+        solar_threshold_kw: float | None = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -70,7 +76,8 @@ class CarbonAwareSensor(BaseSensorOperator):
             "max_delay": max_delay, "region": region, "source": source, "policy": policy, "energy_kwh": energy_kwh,
             "power_kw": power_kw, "expected_duration": expected_duration, "min_saving_pct": min_saving_pct,
             "threshold_g_per_kwh": threshold_g_per_kwh, "on_unavailable": on_unavailable,
-            "refresh_interval": refresh_interval, "metrics_conn_id": metrics_conn_id,
+            "refresh_interval": refresh_interval, "metrics_conn_id": metrics_conn_id, "solar": solar, "site": site,
+            "solar_threshold_kw": solar_threshold_kw,
         }
         given = {name: value for name, value in {**self.carbon_options, "deadline": deadline}.items()
                  if not (name in default_args and default_args[name] is value)}
@@ -116,4 +123,5 @@ class CarbonAwareSensor(BaseSensorOperator):
         if event is None:  # poked to success without a decision in this process: plan once more for the record
             event = run.decide_now()
         started_at = utcnow()
+        event = run.begin(event, started_at)
         run.finish(context, event, started_at, started_at + run.settings.expected_duration, estimated=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -116,6 +116,23 @@ class Series:
         first = np.searchsorted(self._bounds[1:], to_epoch_s(start), side="right")
         last = np.searchsorted(self.start_epoch_s, to_epoch_s(end), side="left")
         return replace(self, start_epoch_s=self.start_epoch_s[first:last], values=self.values[first:last])
+
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON, for a trigger event that hands a short series (a solar forecast) to its task."""
+        return {"first_epoch_s": self.first_epoch_s if len(self) else None, "period_s": self.period_s,
+                "values": [float(value) for value in self.values], "region": self.region, "unit": self.unit,
+                "kind": self.kind, "source": self.source, "replayed": self.replayed, "estimated": self.estimated}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Series:
+        """The inverse of ``to_json``; the values are checked as any series' are."""
+        values = np.asarray(data["values"], dtype=np.float64)
+        first = int(data["first_epoch_s"] or 0)
+        period_s = int(data["period_s"])
+        return cls(first + period_s * np.arange(values.size, dtype=np.int64), values, period_s, str(data["region"]),
+                   str(data["unit"]), data["kind"], str(data["source"]), bool(data["replayed"]),
+                   bool(data["estimated"]))
 
 
 def combine(past: Series, ahead: Series) -> Series:

@@ -11,17 +11,25 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon.clock import utcnow
+from airflow_carbon.hooks.site import NO_SOLAR, SolarSite, aforecast, afree, aread_solar, solar_for_event
 from airflow_carbon.hooks.sources import aload, aload_first, within
 from airflow_carbon.planning import Job, PolicySettings, decide
 from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.cache import shared_cache
-from airflow_carbon.signals.series import Series
+from airflow_carbon.signals.series import Series, from_epoch_s
 from airflow_carbon.signals.source import Reading, SourceRef
 from airflow_carbon.triggers.event import CarbonEvent
 from airflow_carbon.units import parse_instant
 
 #: A series older than this is not used when a fresh read fails: the trigger then plans on no signal.
 STALE_AFTER_S = 3600.0
+#: A site's solar forecast is read again after this long at most: forecasts change slowly, and the free tier
+#: of Forecast.Solar allows 12 calls an hour.
+SOLAR_FORECAST_MAX_AGE_S = 900.0
+#: What other tasks of the site reserved is read again after this long at most, so a start sees recent ones.
+SOLAR_BUDGET_MAX_AGE_S = 30.0
+#: How far ahead a cached solar forecast is asked for, whatever the deadline of the task that reads it first.
+SOLAR_HORIZON = timedelta(hours=48)
 #: Sleep in steps no longer than this, re-reading the clock, so a clock jump cannot make the trigger oversleep.
 MAX_SLEEP_STEP_S = 60.0
 
@@ -42,6 +50,7 @@ class CarbonWindowTrigger(BaseTrigger):
     :param refresh_s: how often to re-read the signal and re-plan.
     :param task_settings: the task's resolved settings (``CarbonSettings.to_json``), handed back in the event
         so the task finishes without resolving them again; absent in triggers deferred by version 0.1.
+    :param solar: the task's site and solar source (``SolarSite.to_dict``); None plans on the grid alone.
     """
 
     def __init__(
@@ -56,6 +65,7 @@ class CarbonWindowTrigger(BaseTrigger):
         settings: dict[str, Any] | None = None,
         refresh_s: float = 300.0,
         task_settings: dict[str, Any] | None = None,
+        solar: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.ready_at = parse_instant(ready_at)
@@ -72,6 +82,7 @@ class CarbonWindowTrigger(BaseTrigger):
             raise ValueError(f"refresh_s must be positive, got {refresh_s}")
         self.refresh_s = float(refresh_s)
         self.task_settings = CarbonSettings.from_json("trigger", task_settings) if task_settings else None
+        self.solar = SolarSite.from_dict(solar) if solar else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -86,22 +97,26 @@ class CarbonWindowTrigger(BaseTrigger):
                 "settings": asdict(self.settings),
                 "refresh_s": self.refresh_s,
                 "task_settings": self.task_settings.to_json() if self.task_settings else None,
+                "solar": self.solar.to_dict() if self.solar else None,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        reading = Reading(None, None, None)
+        reading, solar = Reading(None, None, None), NO_SOLAR
         while True:
             now = utcnow()
             # At the deadline the decision is "run" whatever the signal says: the event keeps the last read's.
             if now < self.deadline:
                 reading = await aload_first(self.signals, now, load=self._cached)
+                if self.solar is not None:
+                    solar = await aread_solar(self.solar, now, self.deadline + self.job.duration,
+                                              forecast=self._cached_forecast, free=self._cached_free)
             decision = decide(self.policy, now=now, deadline=self.deadline, job=self.job, intensity=reading.series,
-                              settings=self.settings)
+                              solar=solar.free, settings=self.settings)
             if decision.run_now:
                 self.log.info("carbon window: %s at %s", decision.reason, now.isoformat())
                 event = CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.task_settings,
-                                       tuple(self.signals))
+                                       tuple(self.signals), **solar_for_event(solar, now, self.job.duration))
                 yield TriggerEvent(event.to_json())
                 return
             # From after the read, so the next refresh finds this read stale rather than planning on it again.
@@ -130,6 +145,22 @@ class CarbonWindowTrigger(BaseTrigger):
                 raise
             self.log.warning("%s failed; planning on its series from %.0f s ago", ref.name, last[1])
             return last[0]
+
+
+    async def _cached_forecast(self, site: SolarSite, now: datetime, horizon: timedelta) -> Series:
+        """The site's forecast through the shared cache: one read per site however many tasks wait on it."""
+        key = ("solar", tuple(sorted(site.source.to_dict().items())))
+        return await within(shared_cache().get(key, lambda: aforecast(site, now, max(horizon, SOLAR_HORIZON)),
+                                               max_age_s=max(self.refresh_s, SOLAR_FORECAST_MAX_AGE_S)),
+                            (self.deadline - utcnow()).total_seconds())
+
+    async def _cached_free(self, site: SolarSite, forecast: Series, start: datetime, end: datetime) -> Series:
+        """What the site's budget leaves over the whole forecast, read once for every task waiting on the site."""
+        key = ("solar-free", site.site, site.source.name, site.metrics_conn_id)
+        until = max(end, from_epoch_s(forecast.end_epoch_s)) if len(forecast) else end
+        return await within(shared_cache().get(key, lambda: afree(site, forecast, start, until),
+                                               max_age_s=min(self.refresh_s, SOLAR_BUDGET_MAX_AGE_S)),
+                            (self.deadline - utcnow()).total_seconds())
 
 
 async def sleep_until(moment: datetime) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from airflow_carbon.errors import CarbonError
 from airflow_carbon.planning import Decision
 from airflow_carbon.settings import CarbonSettings
+from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import Reading, SourceRef
 from airflow_carbon.units import parse_instant
 
@@ -29,6 +30,8 @@ class CarbonEvent:
 
     :param settings: the task's resolved settings; None in an event of a trigger deferred by version 0.1.
     :param sources: the task's source, then its fallbacks.
+    :param solar_served_by: the solar source whose forecast the plan counted on; None without solar.
+    :param solar_forecast: that forecast over the task's expected run, for its reservation when it starts.
     """
 
     decision: Decision
@@ -41,14 +44,17 @@ class CarbonEvent:
     replayed: bool
     settings: CarbonSettings | None
     sources: tuple[SourceRef, ...]
+    solar_served_by: str | None = None
+    solar_forecast: Series | None = None
 
     @classmethod
     def of(cls, decision: Decision, ready_at: datetime, deadline: datetime, reading: Reading,
-           settings: CarbonSettings | None, sources: tuple[SourceRef, ...]) -> CarbonEvent:
+           settings: CarbonSettings | None, sources: tuple[SourceRef, ...], *, solar_served_by: str | None = None,
+           solar_forecast: Series | None = None, solar_failures: tuple[str, ...] = ()) -> CarbonEvent:
         series = reading.series
         return cls(decision, ready_at, deadline, reading.served_by, series.source if series is not None else None,
-                   reading.signal_kind, reading.failed_sources, bool(series is not None and series.replayed),
-                   settings, sources)
+                   reading.signal_kind, (*reading.failed_sources, *solar_failures),
+                   bool(series is not None and series.replayed), settings, sources, solar_served_by, solar_forecast)
 
     @property
     def reason(self) -> str:
@@ -68,6 +74,8 @@ class CarbonEvent:
             "signal_kind": self.signal_kind,
             "settings": self.settings.to_json() if self.settings is not None else None,
             "sources": [ref.to_dict() for ref in self.sources],
+            "solar_served_by": self.solar_served_by,
+            "solar_forecast": self.solar_forecast.to_json() if self.solar_forecast is not None else None,
         }
 
     @classmethod
@@ -86,6 +94,8 @@ class CarbonEvent:
                 replayed=bool(data.get("replayed")),
                 settings=CarbonSettings.from_json(task_id, settings) if settings else None,
                 sources=tuple(SourceRef.from_dict(ref) for ref in data.get("sources") or ()),
+                solar_served_by=data.get("solar_served_by"),
+                solar_forecast=Series.from_json(data["solar_forecast"]) if data.get("solar_forecast") else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidEventError(f"task {task_id!r}: not a carbon trigger event ({type(error).__name__}: "

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
+from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.settings import resolve
 from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.source import SourceRef
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
 from airflow_carbon.triggers.event import CarbonEvent
 from tests.signal_files import write_signal
+from tests.solar_files import write_forecast, write_grid
 
 BUNDLED_DE = SourceRef.bundled("DE").to_dict()
 
@@ -36,7 +39,8 @@ def test_serialization_round_trip_keeps_absolute_instants_and_no_secret(tmp_path
     assert again.serialize() == (classpath, kwargs)
     assert kwargs["deadline"] == trigger.deadline.isoformat() and kwargs["ready_at"] == trigger.ready_at.isoformat()
     assert set(kwargs) == {"ready_at", "deadline", "policy", "duration_s", "energy_kwh", "signals", "settings",
-                           "refresh_s", "task_settings"}
+                           "refresh_s", "task_settings", "solar"}
+    assert kwargs["solar"] is None  # a task without a solar source plans on the grid alone
     assert kwargs["signals"] == [{"name": f"csv:{tmp_path / 'signal.csv'}", "region": "TEST", "replay": False}]
     assert kwargs["task_settings"]["region"] == "TEST" and kwargs["task_settings"]["source"] is None
 
@@ -161,3 +165,32 @@ def test_a_wall_clock_jumping_past_the_deadline_fires_at_the_next_sleep_step(tmp
 
     event = asyncio.run(jump_while_it_sleeps())
     assert event.payload["reason"] == "deadline"
+
+
+def test_a_trigger_with_a_site_fires_when_the_sun_comes_and_hands_its_forecast_to_the_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
+                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
+    write_forecast(tmp_path / "forecast.csv", sun_from_s=1800, kw=2.0)
+    monkeypatch.setenv("AIRFLOW_CONN_ROOF", json.dumps({"conn_type": "carbon_solar_csv", "extra": {
+        "path": str(tmp_path / "forecast.csv"), "site": "roof", "replay": False}}))
+    now = datetime.now(UTC)
+    clock = [now]  # the trigger's clock: each sleep moves it to the wake-up time at once
+
+    async def sleep_until(moment: datetime) -> None:
+        clock[0] = max(clock[0], moment)
+
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.utcnow", lambda: clock[0])
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.sleep_until", sleep_until)
+    grid = write_grid(tmp_path / "grid.csv")
+    trigger = CarbonWindowTrigger(
+        ready_at=now, deadline=now + timedelta(hours=1), policy="threshold", duration_s=600, energy_kwh=1 / 6,
+        signals=[SourceRef.file(str(grid), "TEST").to_dict()], settings={"threshold_g_per_kwh": 100},
+        solar={"source": SourceRef.connection("roof", "TEST").to_dict(), "site": "roof",
+               "metrics_conn_id": "carbon_metrics_default"})
+    try:
+        event = CarbonEvent.from_json("t", asyncio.run(first_event(trigger, timeout_s=120)).payload)
+    finally:
+        CarbonMetricsHook.reset_store_cache()
+    assert event.reason == "solar" and event.solar_served_by == "conn:roof" and event.failed_sources == ()
+    assert event.decision.now >= now + timedelta(minutes=29)  # it waited for the sun
+    assert event.solar_forecast.values.max() == pytest.approx(2.0) and event.solar_forecast.unit == "kW"

@@ -84,3 +84,25 @@ def test_a_payload_that_is_not_a_carbon_event_is_refused_naming_the_task_and_wha
     with pytest.raises(InvalidEventError, match=rf"task 'summarize': not a carbon trigger event \(.*{field}"):
         CarbonEvent.from_json("summarize", payload)
     assert issubclass(InvalidEventError, CarbonError)
+
+
+def test_an_event_carries_the_solar_forecast_its_task_reserves_on_and_the_solar_source_that_failed():
+    forecast = series([0.0, 2.5, 2.0], period_s=900, start=READY, unit="kW", kind="forecast",
+                      source="forecast.solar")
+    decision = Decision("threshold", READY, READY, DEADLINE, Reason.SOLAR)
+    event = CarbonEvent.of(decision, READY, DEADLINE, Reading(None, None, None), None, (),
+                           solar_served_by="conn:roof", solar_forecast=forecast,
+                           solar_failures=("solar budget of site 'roof': OperationalError: locked",))
+    payload = json.loads(json.dumps(event.to_json()))
+    assert payload["solar_served_by"] == "conn:roof"
+    assert payload["failed_sources"] == ["solar budget of site 'roof': OperationalError: locked"]
+    again = CarbonEvent.from_json("t", payload)
+    assert again.solar_forecast.values.tolist() == [0.0, 2.5, 2.0] and again.solar_forecast.period_s == 900
+    assert again.solar_forecast.first_epoch_s == int(READY.timestamp()) and again.solar_forecast.unit == "kW"
+    assert again.to_json() == event.to_json()
+
+
+def test_an_event_with_a_solar_forecast_that_is_not_a_series_is_refused_naming_the_task():
+    payload = an_event().to_json() | {"solar_forecast": {"values": [-1.0], "period_s": 60}}
+    with pytest.raises(InvalidEventError, match="task 'summarize'"):
+        CarbonEvent.from_json("summarize", payload)
