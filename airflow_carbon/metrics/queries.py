@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,6 +33,9 @@ from airflow_carbon.metrics.record import COMPLETED, DEFERRED, DERIVED_FIELDS, R
 from airflow_carbon.metrics.schema import TABLE
 from airflow_carbon.metrics.store import row_dict
 
+if TYPE_CHECKING:  # metrics.solar imports this module
+    from airflow_carbon.metrics.solar import SolarLedger
+
 #: A try whose decision is unknown counts as delayed when it started this much after it became ready.
 DELAYED_AFTER_S = 60.0
 DEFAULT_TASK_LIMIT = 1000
@@ -43,7 +46,9 @@ FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2199, 12, 31)
 
 HISTORY_COLUMNS = ("dag_id", "day", "tasks_run", "delayed", "forced_by_deadline", "served_by_fallback", "energy_kwh",
-                   "emissions_g", "baseline_emissions_g", "saved_g", "saved_pct")
+                   "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g", "saved_pct")
+SOLAR_COLUMNS = ("site", "day", "output_kwh", "measured_kwh", "output_basis", "used_kwh", "tasks_run", "solar_kwh",
+                 "grid_kwh")
 TASK_COLUMNS = RUN_FIELDS
 DEFERRED_COLUMNS = (*WAITING_FIELDS, *DERIVED_FIELDS)
 
@@ -160,7 +165,8 @@ def _derived(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 def history(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | None = None
             ) -> list[dict[str, Any]]:
-    """Completed tries per DAG and UTC day (the day each started): counts, energy, emissions and savings."""
+    """Completed tries per DAG and UTC day (the day each started): counts, energy (on-site solar and grid),
+    emissions and savings."""
     day = _utc_day(_run_at, engine.dialect.name).label("day")
     query = (
         select(
@@ -170,6 +176,8 @@ def history(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | 
             _count(T.reason == "deadline").label("forced_by_deadline"),
             _count(_FALLBACK).label("served_by_fallback"),
             _total(T.energy_kwh).label("energy_kwh"),
+            _total(T.solar_kwh).label("solar_kwh"),
+            _total(T.grid_kwh).label("grid_kwh"),
             _total(T.emissions_g).label("emissions_g"),
             _total(T.baseline_emissions_g).label("baseline_emissions_g"),
             _total(T.saved_g).label("saved_g"),
@@ -198,6 +206,59 @@ def history_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         writer.writerow({name: "" if row.get(name) is None else row[name] for name in HISTORY_COLUMNS})
     return buffer.getvalue()
+
+
+def solar(engine: Engine, ledger: SolarLedger, dag_ids: Collection[str] | None, filters: Filters | None = None
+          ) -> list[dict[str, Any]]:
+    """On-site solar per site and UTC day: the site's output beside what tries used, oldest day first per site.
+
+    Two figures of use, each honest about what it counts. ``used_kwh`` is the ledger's (``SolarLedger.site_days``):
+    what every try at the site used, per slot's day, whichever DAG it belongs to. ``solar_kwh`` and ``grid_kwh``
+    sum the records of the completed tries of ``dag_ids`` that the filters select, per day each started, as the
+    history counts them: one aggregate over the tries table, and the figure the Carbon view charts.
+
+    The sites are those the tries of ``dag_ids`` named (narrowed by the filters' DAG, task and region; every site
+    of the ledger when there is neither restriction nor name filter); a site's output and ``used_kwh`` are its
+    totals, as its panels are shared and what other tries used is what these could not have. The filters' days
+    bound both. ``output_basis`` says how the output was obtained: ``measured``, ``forecast``,
+    ``measured+forecast``, or None when the site reported no output that day.
+    """
+    filters = filters or Filters()
+    named = replace(filters, start=None, end=None)
+    day = _utc_day(_run_at, engine.dialect.name).label("day")
+    tries = (select(T.site, day, func.count().label("tasks_run"), _total(T.solar_kwh).label("solar_kwh"),
+                    _total(T.grid_kwh).label("grid_kwh"))
+             .where(T.state == COMPLETED, T.site.is_not(None), *_where(dag_ids, filters))
+             .group_by(T.site, day))
+    with engine.connect() as connection:
+        used = {(row["site"], row["day"]): row for row in connection.execute(tries).mappings()}
+        sites = None
+        if dag_ids is not None or any((named.dag_id, named.task_id, named.region)):
+            query = select(T.site).distinct().where(T.site.is_not(None), *_where(dag_ids, named))
+            sites = set(connection.execute(query).scalars())
+    since = _day_start(filters.start or FIRST_DAY)
+    last = (filters.end or LAST_DAY).isoformat()
+    output = {(row["site"], row["day"]): row for row in ledger.site_days(since)
+              if row["day"] <= last and (sites is None or row["site"] in sites)}
+    out = []
+    for site, name in sorted(output.keys() | used.keys()):
+        site_day = output.get((site, name), {})
+        tried = used.get((site, name), {})
+        output_kwh, measured_kwh = site_day.get("output_kwh", 0.0), site_day.get("measured_kwh", 0.0)
+        out.append({"site": site, "day": name, "output_kwh": output_kwh, "measured_kwh": measured_kwh,
+                    "output_basis": _basis(output_kwh, measured_kwh), "used_kwh": site_day.get("used_kwh", 0.0),
+                    "tasks_run": tried.get("tasks_run", 0), "solar_kwh": float(tried.get("solar_kwh", 0.0)),
+                    "grid_kwh": float(tried.get("grid_kwh", 0.0))})
+    return out
+
+
+def _basis(output_kwh: float, measured_kwh: float) -> str | None:
+    """How a day's output was obtained, from its measured part; sums of the same slots, so within rounding."""
+    if output_kwh <= 0:
+        return None
+    if measured_kwh >= output_kwh * (1 - 1e-9):
+        return "measured"
+    return "measured+forecast" if measured_kwh > 0 else "forecast"
 
 
 def tasks(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | None = None,

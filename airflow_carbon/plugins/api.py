@@ -1,9 +1,10 @@
 """The Carbon plugin's JSON API, mounted at ``/carbon/api`` in Airflow's API server.
 
 Every route needs an Airflow user (``CurrentUser``: 401 without a token) and returns rows of the
-DAGs that user may read only. Database work and the simulator run in threads, so the API
-server's event loop never waits on them. This module holds the routes over the history and
-gathers the others (``intensity``, ``simulation``) into one router.
+DAGs that user may read only (``/solar`` adds the totals of the sites those DAGs' tasks named).
+Database work and the simulator run in threads, so the API server's event loop never waits on them.
+This module holds the routes over the history and gathers the others (``intensity``, ``simulation``)
+into one router.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from fastapi.responses import Response
 
 from airflow_carbon.clock import utcnow
 from airflow_carbon.metrics import queries
+from airflow_carbon.metrics.solar import SolarLedger
 from airflow_carbon.plugins import intensity, simulation
 from airflow_carbon.plugins.auth import CurrentUser, readable_dag_ids
 from airflow_carbon.plugins.common import Store, in_thread, parse_map_index, query_name
-from airflow_carbon.plugins.models import DeferredTask, HistoryDay, TaskRun, TaskTry
+from airflow_carbon.plugins.models import DeferredTask, HistoryDay, SolarDay, TaskRun, TaskTry
 
 router = APIRouter(tags=["Carbon"])
 
@@ -71,6 +73,20 @@ async def get_history_csv(user: CurrentUser, store: Store, filters: FiltersDep) 
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(part for part in parts if part))
     return Response(queries.history_csv(rows), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+@router.get("/solar", response_model=list[SolarDay], summary="On-site solar per site and UTC day")
+async def get_solar(user: CurrentUser, store: Store, filters: FiltersDep) -> list[dict[str, Any]]:
+    """Each site's output (measured or forecast) beside the solar its tries used, per UTC day.
+
+    The sites are those the tasks of the DAGs you may read named, narrowed by `dag_id`, `task_id` and `region`;
+    `start` and `end` bound the days. A site's `output_kwh` and `used_kwh` are its totals, tries of every DAG
+    included: the panels are shared, and what other tries used is what yours could not have. `tasks_run`,
+    `solar_kwh` and `grid_kwh` count only the completed tries you may read that the filters select, from their
+    records, per day each started (as the history does).
+    """
+    dag_ids = await readable_dag_ids(user)
+    return await in_thread(queries.solar, store.engine, SolarLedger(store), dag_ids, filters)
 
 
 @router.get("/tasks", response_model=list[TaskRun], summary="Completed task tries, most recent, oldest first")

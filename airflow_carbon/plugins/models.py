@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
 from airflow_carbon.metrics.record import (
     DERIVED_FIELDS,
@@ -38,10 +38,27 @@ class HistoryDay(BaseModel):
     forced_by_deadline: int
     served_by_fallback: int
     energy_kwh: float
+    solar_kwh: float = Field(description="on-site solar energy the tries used")
+    grid_kwh: float = Field(description="energy the tries drew from the grid")
     emissions_g: float
     baseline_emissions_g: float
     saved_g: float
     saved_pct: float | None = None
+
+
+class SolarDay(BaseModel):
+    """One site's solar on one UTC day: the panels' output beside what tries used."""
+
+    site: str
+    day: str = Field(description="UTC day, YYYY-MM-DD")
+    output_kwh: float = Field(description="the site's output the ledger holds: measured, else forecast")
+    measured_kwh: float = Field(description="the measured part of output_kwh")
+    output_basis: str | None = Field(description="how output_kwh was obtained: measured, forecast or "
+                                                 "measured+forecast; null without output")
+    used_kwh: float = Field(description="solar every try at the site used (a site total, tries of all DAGs)")
+    tasks_run: int = Field(description="completed tries of the DAGs you may read that the filters select")
+    solar_kwh: float = Field(description="solar those tries used, from their records")
+    grid_kwh: float = Field(description="grid energy those tries used, from their records")
 
 
 DeferredTask = _view("DeferredTask", "A try waiting for a cleaner grid, with the figures it is shown with.",

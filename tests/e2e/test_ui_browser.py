@@ -1,22 +1,28 @@
 """The Carbon view in a real browser (Debian's chromium, driven by Playwright) against a running Airflow.
 
 A carbon-aware task is deferred for the whole test (once it has deferred, its signal turns green only at
-its deadline) and the metrics store holds three days of history, so the page has something to show; the
+its deadline) and the metrics store holds three days of history, on-site solar included (ledger rows written by
+``SolarLedger.claim``, records carrying what each claim gave), so the page has something to show; the
 screenshots land in docs/screenshots/ for the README.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from airflow_carbon.metrics import MetricsStore, TaskTryRecord
+from airflow_carbon.metrics import MetricsStore, TaskTryKey, TaskTryRecord
+from airflow_carbon.metrics.solar import SLOT_S, SolarLedger
+from airflow_carbon.signals import SOLAR_UNIT, Series
 from tests.e2e.airflow_cluster import AirflowCluster
 from tests.e2e.signal_window import write_signal_file
 
@@ -48,6 +54,29 @@ def seed_history(store: MetricsStore) -> None:
             ended_at=ready + timedelta(hours=3), delay_s=7200.0, intensity_g_per_kwh=300.0,
             baseline_intensity_g_per_kwh=400.0, energy_kwh=10.0, solar_kwh=0.0, grid_kwh=10.0, emissions_g=3000.0,
             baseline_emissions_g=4000.0, saved_g=1000.0, estimated=False))
+        seed_solar_try(store, today.replace(hour=11) - timedelta(days=day), measured=day < 3)
+
+
+def seed_solar_try(store: MetricsStore, start: datetime, *, measured: bool) -> None:
+    """A 6 kW try at the site ``roof`` for an hour, whose panels gave 10 kW then 2 kW (measured, or a forecast only):
+    6 kWh of output, 4 kWh of it used, 2 kWh from the grid; had it run when ready, the same solar was free for
+    it: 25 % saved, like the nightly tries of its day."""
+    output = Series(np.array([int(start.timestamp()), int(start.timestamp()) + 1800]), np.array([10.0, 2.0]), 1800,
+                    "roof", unit=SOLAR_UNIT, kind="measured" if measured else "forecast",
+                    source="conn:inverter" if measured else "forecast.solar")
+    key = TaskTryKey("carbon_demo", "score_images", f"scheduled__{start.date()}")
+    end = start + timedelta(hours=1)
+    ledger = SolarLedger(store)
+    ledger.reserve("roof", key, start, end, 6.0, output)
+    used, basis = ledger.claim("roof", key, start, end, 6.0, measured=output if measured else None, forecast=output)
+    solar_kwh = float(used.values.sum()) * SLOT_S / 3600
+    store.write(TaskTryRecord(
+        **asdict(key), state="completed", region="DE", source="bundled:DE", served_by="bundled:DE",
+        policy="forecast", reason="solar", ready_at=start - timedelta(hours=2), deadline=start + timedelta(hours=2),
+        started_at=start, ended_at=end, delay_s=7200.0, intensity_g_per_kwh=300.0, baseline_intensity_g_per_kwh=400.0,
+        energy_kwh=6.0, solar_kwh=solar_kwh, grid_kwh=6.0 - solar_kwh, site="roof", solar_served_by=output.source,
+        solar_basis=basis, emissions_g=300.0 * (6.0 - solar_kwh), baseline_emissions_g=400.0 * (6.0 - solar_kwh),
+        saved_g=100.0 * (6.0 - solar_kwh), estimated=not measured))
 
 
 def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(airflow_cluster):
@@ -85,7 +114,25 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         expect(deferred).to_contain_text(DAG_ID)
         history = page.locator("#history-body")
         expect(history).to_contain_text("carbon_demo", timeout=60_000)
-        expect(history).to_contain_text("25")  # % saved: 1 kg of 4 kg, every day
+        expect(history).to_contain_text("25")  # % saved: 1.2 kg of 4.8 kg, every day
+        expect(history).to_contain_text("12 kWh")  # from the grid a day: 10 kWh at night, 2 kWh of the solar try's
+
+        # Solar per day: the roof's output beside what the tasks used, both series, three days.
+        solar = page.locator("#chart-solar")
+        expect(solar).to_have_attribute("aria-label", re.compile(
+            r"^site output and used by these tasks per UTC day, 3 days from "), timeout=60_000)
+        expect(page.locator("#solar-key")).to_be_visible()
+        expect(page.locator("#solar-key")).to_have_text(re.compile(r"site output\s*used by these tasks"))
+        expect(page.locator("#solar-note")).to_contain_text(
+            "at roof: its panels' output (measured where a meter covered it, else forecast)")
+        plot = solar.locator(".u-over")
+        box = plot.bounding_box()
+        plot.hover(position={"x": box["width"] / 2, "y": box["height"] / 2})  # the middle day of three
+        tip = solar.locator(".chart-tip")
+        expect(tip).to_contain_text("site output: 6 kWh")
+        expect(tip).to_contain_text("used by these tasks: 4 kWh")
+        expect(tip).to_contain_text("output: measured")
+        page.mouse.move(0, 0)
         page.wait_for_timeout(1500)  # let the charts draw before the picture
         page.screenshot(path=str(SCREENSHOTS / "carbon_view.png"), full_page=True)
 

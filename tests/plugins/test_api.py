@@ -143,8 +143,8 @@ def upload(*files: tuple[str, Path | bytes, str]) -> list[tuple[str, tuple[str, 
             for field, content, name in files]
 
 
-GETS = ["/carbon/api/deferred", "/carbon/api/history", "/carbon/api/history.csv", "/carbon/api/tasks",
-        "/carbon/api/decision/dag_a/r1/summarize", "/carbon/api/intensity?source=bundled:DE",
+GETS = ["/carbon/api/deferred", "/carbon/api/history", "/carbon/api/history.csv", "/carbon/api/solar",
+        "/carbon/api/tasks", "/carbon/api/decision/dag_a/r1/summarize", "/carbon/api/intensity?source=bundled:DE",
         "/carbon/openapi.json", "/carbon/docs"]
 
 
@@ -318,8 +318,8 @@ def test_openapi_and_docs_behind_auth(airflow_api, client):
     headers = as_user(airflow_api, "analyst")
     schema = client.get("/carbon/openapi.json", headers=headers).json()
     assert schema["servers"] == [{"url": "/carbon"}]
-    assert {"/api/deferred", "/api/history", "/api/history.csv", "/api/tasks", "/api/intensity", "/api/simulate",
-            "/api/decision/{dag_id}/{run_id}/{task_id}"} <= set(schema["paths"])
+    assert {"/api/deferred", "/api/history", "/api/history.csv", "/api/solar", "/api/tasks", "/api/intensity",
+            "/api/simulate", "/api/decision/{dag_id}/{run_id}/{task_id}"} <= set(schema["paths"])
     docs = client.get("/carbon/docs", headers=headers)
     assert docs.status_code == 200 and "openapi.json" in docs.text
 

@@ -94,7 +94,9 @@ def seeded_tasks() -> list[dict[str, Any]]:
                 solar = round(energy * 0.4, 4) if 9 <= started.hour <= 15 and dag_id == "summarize_logs" else 0.0
                 emissions = (energy - solar) * intensity
                 baseline_g = energy * baseline
-                rows.append({
+                site = {"site": "roof" if index == 1 else "barn", "solar_served_by": "conn:inverter",
+                        "solar_basis": "measured" if day < 2 else "measured+forecast"}
+                rows.append({**(site if dag_id == "summarize_logs" else {}), "grid_kwh": energy - solar,
                     "dag_id": dag_id, "task_id": task_id, "run_id": f"scheduled__{_iso(ready)}", "map_index": -1,
                     "try_number": 1, "region": "DE", "source": "electricitymaps", "policy": "forecast",
                     "reason": "green_window" if delay else "immediate", "ready_at": _iso(ready),
@@ -143,9 +145,31 @@ def history_rows(dag_id: str = "", task_id: str = "", region: str = "") -> list[
                                     "emissions_g": 0.0, "baseline_emissions_g": 0.0, "saved_g": 0.0})
         day["tasks_run"] += 1
         day["delayed"] += row["delay_s"] > 0
-        for name in ("energy_kwh", "emissions_g", "baseline_emissions_g", "saved_g"):
-            day[name] += row[name]
+        for name in ("energy_kwh", "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g"):
+            day[name] = day.get(name, 0.0) + row[name]
     return [day | {"saved_pct": 100 * day["saved_g"] / day["baseline_emissions_g"]} for day in days.values()]
+
+
+def solar_rows(dag_id: str = "", task_id: str = "", region: str = "") -> list[dict[str, Any]]:
+    """The two sites of ``summarize_logs``' tasks, ``roof`` giving more than ``barn``, their last day's output partly
+    a forecast; ``translate_docs`` has no site."""
+    days: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in seeded_tasks():
+        if not _matches(row, dag_id, task_id, region) or "site" not in row:
+            continue
+        site = row["site"]
+        key = (site, row["started_at"][:10])
+        day = days.setdefault(key, {"site": site, "day": key[1], "tasks_run": 0, "solar_kwh": 0.0, "grid_kwh": 0.0})
+        day["tasks_run"] += 1
+        day["solar_kwh"] += row["solar_kwh"]
+        day["grid_kwh"] += row["grid_kwh"]
+    last = max((name for _, name in days), default="")
+    for (site, name), day in days.items():
+        output = 0.5 if site == "roof" else 0.2
+        measured = output if name < last else output / 2
+        day |= {"output_kwh": output, "measured_kwh": measured, "used_kwh": day["solar_kwh"] + 0.01,
+                "output_basis": "measured" if measured == output else "measured+forecast"}
+    return sorted(days.values(), key=lambda day: (day["site"], day["day"]))
 
 
 PNG_1PX = "data:image/png;base64," + base64.b64encode(bytes.fromhex(
@@ -169,6 +193,10 @@ def stub_api(*, empty: bool = False) -> APIRouter:
     def history_csv(dag_id: str = "", task_id: str = "", region: str = "", start: str = "", end: str = ""):
         rows = [] if empty else history_rows(dag_id, task_id, region)
         return "dag_id,day,tasks_run\n" + "".join(f"{r['dag_id']},{r['day']},{r['tasks_run']}\n" for r in rows)
+
+    @api.get("/solar")
+    def solar(dag_id: str = "", task_id: str = "", region: str = "", start: str = "", end: str = ""):
+        return [] if empty else solar_rows(dag_id, task_id, region)
 
     @api.get("/tasks")
     def tasks(dag_id: str = "", task_id: str = "", region: str = "", start: str = "", end: str = "",
@@ -526,10 +554,31 @@ def test_the_browser_renders_the_rows_as_text(live_url):
     assert "translate_docs" in dom and "Download CSV" in dom
     assert dom.count("<canvas") >= 4  # intensity, delays, emissions, solar
     assert "Could not load" not in dom
+    # Solar per day: two sites to pick from, the one with the most output first, and both series drawn.
+    assert re.search(r'<select id="solar-site" aria-label="Site">\s*<option value="roof">roof</option>'
+                     r'<option value="barn">barn</option>', dom), dom
+    assert 'aria-label="site output and used by these tasks per UTC day, 3 days from ' in dom
+    assert '<div class="key" id="solar-key">' in dom
+    note = re.search(r'id="solar-note">([^<]*)<', dom).group(1)
+    assert note.startswith("kWh per UTC day at roof: its panels' output (measured where a meter covered it, else "
+                           "forecast) beside"), note
+    assert "Tasks not shown here" in note
+    assert "<th scope=\"col\" class=\"num\">Solar</th>" in dom and "<th scope=\"col\" class=\"num\">Grid</th>" in dom
+
+
+def test_the_solar_chart_says_why_it_is_empty(live_url):
+    dom = dump_dom(f"{live_url}/?region=nowhere")  # no task ran
+    assert "No carbon-aware task has run yet." in dom and "No site reports solar output yet." not in dom
+    dom = dump_dom(f"{live_url}/?task_id=translate")  # tasks ran, none had a site
+    assert "No site reports solar output yet." in dom and 'id="solar-key" hidden' in dom
 
 
 def test_the_browser_renders_the_decision_of_every_try(live_url):
     dom = dump_dom(f"{live_url}/task/summarize_logs/run_1/%3Cscript%3Ealert(1)?map_index=-1")
     assert "Try 2" in dom and "Try 1" in dom
     assert "Waiting for a cleaner window" in dom and "watttime: GET /v3: 503" in dom
+    # Its site, the solar source that answered and how the solar figure was obtained.
+    assert re.search(r"<dt>Site</dt><dd[^>]*>roof</dd>", dom) and re.search(
+        r"<dt>Solar source</dt><dd[^>]*>conn:inverter</dd>", dom)
+    assert re.search(r"<dt>Solar figure from</dt><dd[^>]*>the site's measured output</dd>", dom)
     assert "<canvas" in dom and "<script>alert(1)" not in dom

@@ -4,7 +4,8 @@
 import { clear, cssVar, duration, el, empty, onThemeChange, parseTime, themeColor, time } from "./common.js";
 
 const DAY_S = 86400;
-const charts = new Set();
+/** Per chart container: its plot and how to draw it again; resize and theme listeners are added once. */
+const mounted = new WeakMap();
 
 function font() {
   return `11px ${cssVar("--font") || "sans-serif"}`;
@@ -42,37 +43,51 @@ function widthOf(container) {
 
 /**
  * Draw `build()`'s options and data into `container`, and keep it drawn: resized with its container,
- * rebuilt with the theme. Returns the uPlot instance.
+ * rebuilt with the theme. Drawing into the same container again (another site or signal picked) replaces
+ * the chart, listeners included. Returns the uPlot instance.
  */
 function mount(container, height, build) {
-  let plot = null;
-  const draw = () => {
-    if (plot) {
-      plot.destroy();
-      charts.delete(plot);
+  let state = mounted.get(container);
+  if (!state) {
+    state = { plot: null, draw: null, height };
+    mounted.set(container, state);
+    if (window.ResizeObserver) {
+      let last = widthOf(container);
+      new ResizeObserver(() => {
+        const width = widthOf(container);
+        if (state.plot && Math.abs(width - last) > 2) {
+          last = width;
+          state.plot.setSize({ width, height: state.height });
+        }
+      }).observe(container);
     }
+    onThemeChange(() => state.draw && state.draw());
+  }
+  forget(container);
+  state.height = height;
+  state.draw = () => {
+    if (state.plot) state.plot.destroy();
     const [options, data] = build();
     clear(container);
-    plot = new uPlot({ width: widthOf(container), height, ...options }, data, container);
-    charts.add(plot);
-    return plot;
+    state.plot = new uPlot({ width: widthOf(container), height, ...options }, data, container);
+    return state.plot;
   };
-  draw();
-  if (window.ResizeObserver) {
-    let last = widthOf(container);
-    new ResizeObserver(() => {
-      const width = widthOf(container);
-      if (plot && Math.abs(width - last) > 2) {
-        last = width;
-        plot.setSize({ width, height });
-      }
-    }).observe(container);
-  }
-  onThemeChange(() => draw());
-  return plot;
+  return state.draw();
+}
+
+/** The container's chart is gone (an empty state or an error took its place): not redrawn with the theme. */
+function forget(container) {
+  const state = mounted.get(container);
+  if (!state) return;
+  if (state.plot) state.plot.destroy();
+  state.plot = null;
+  state.draw = null;
+  container.removeAttribute("role");
+  container.removeAttribute("aria-label");
 }
 
 export function showEmpty(container, what, todo) {
+  forget(container);
   clear(container, empty(what, todo));
 }
 
@@ -299,8 +314,11 @@ function hover(u, marks, tip) {
 
 // ---- bars per UTC day ----
 
-/** days: ["2025-03-01", ...]; series: [{label, values, colorVar}]; format: value -> text. */
-export function dailyBars(container, { days, series, format, unitLabel, height = 240 }) {
+/**
+ * days: ["2025-03-01", ...]; series: [{label, values, colorVar}]; format: value -> text;
+ * details: [{label, values}] of text per day, shown in the tooltip only.
+ */
+export function dailyBars(container, { days, series, format, unitLabel, details = [], height = 240 }) {
   const xs = days.map((d) => Date.parse(`${d}T12:00:00Z`) / 1000);
   if (!xs.length) return null;
   const n = series.length;
@@ -329,13 +347,17 @@ export function dailyBars(container, { days, series, format, unitLabel, height =
           points: { show: false },
         })),
       ],
-      hooks: { setCursor: [(u) => (tipNode = barTip(u, days, series, format, tipNode))] },
+      hooks: { setCursor: [(u) => (tipNode = barTip(u, days, series, format, details, tipNode))] },
     };
     tipNode = null;
     return [options, [xs, ...series.map((s) => s.values)]];
   };
   let tipNode = null;
-  return mount(container, height, build);
+  const plot = mount(container, height, build);
+  container.setAttribute("role", "img");
+  container.setAttribute("aria-label", `${series.map((s) => s.label).join(" and ")} per UTC day, ${days.length} `
+    + `day${days.length === 1 ? "" : "s"} from ${days[0]} to ${days[days.length - 1]}`);
+  return plot;
 }
 
 function dayLabel(ts) {
@@ -367,13 +389,14 @@ function cursorTip(u, node) {
   return { tip, i };
 }
 
-function barTip(u, days, series, format, node) {
+function barTip(u, days, series, format, details, node) {
   const { tip, i } = cursorTip(u, node);
   if (i === null) return tip;
   clear(
     tip,
     el("strong", {}, days[i]),
     series.map((s) => el("div", {}, `${s.label}: ${format(s.values[i])}`)),
+    details.map((d) => el("div", { class: "muted" }, `${d.label}: ${d.values[i]}`)),
   );
   tip.hidden = false;
   const w = u.over.clientWidth;

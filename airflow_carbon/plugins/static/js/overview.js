@@ -97,6 +97,8 @@ const HISTORY_COLUMNS = [
   { label: "Forced by deadline", num: true, value: (r) => count(r.forced_by_deadline) },
   { label: "Served by fallback", num: true, value: (r) => count(r.served_by_fallback) },
   { label: "Energy", num: true, value: (r) => kwh(r.energy_kwh) },
+  { label: "Solar", num: true, value: (r) => kwh(r.solar_kwh), title: () => "on-site solar energy the tasks used" },
+  { label: "Grid", num: true, value: (r) => kwh(r.grid_kwh), title: () => "energy the tasks drew from the grid" },
   { label: "Emissions", num: true, value: (r) => grams(r.emissions_g) },
   { label: "Baseline", num: true, value: (r) => grams(r.baseline_emissions_g) },
   {
@@ -118,6 +120,8 @@ function totals(rows) {
     forced_by_deadline: sum(rows, "forced_by_deadline"),
     served_by_fallback: sum(rows, "served_by_fallback"),
     energy_kwh: sum(rows, "energy_kwh"),
+    solar_kwh: sum(rows, "solar_kwh"),
+    grid_kwh: sum(rows, "grid_kwh"),
     emissions_g: sum(rows, "emissions_g"),
     baseline_emissions_g: baseline,
     saved_g: saved,
@@ -183,34 +187,80 @@ function emissionsChart(rows) {
   });
 }
 
-function utcDay(iso) {
-  const t = parseTime(iso);
-  return t === null ? null : new Date(t).toISOString().slice(0, 10);
+// ---- on-site solar ----
+
+const BASIS = {
+  measured: "measured",
+  forecast: "forecast: no measurement covered it",
+  "measured+forecast": "measured, forecast where no measurement covered it",
+};
+
+async function loadSolar() {
+  try {
+    return await getJSON(api("solar", filters));
+  } catch (error) {
+    clear(document.getElementById("chart-solar"), errorBox(`Could not load the on-site solar: ${error.message}`));
+    return null;
+  }
 }
 
-function solarChart(tasks) {
+/** How a site's output was obtained over the days shown, from each day's basis. */
+function outputBasis(rows) {
+  const kinds = new Set(rows.map((r) => r.output_basis).filter(Boolean));
+  if (kinds.size === 1) return BASIS[[...kinds][0]] || [...kinds][0];
+  return "measured where a meter covered it, else forecast";
+}
+
+function drawSolar(site, rows) {
   const container = document.getElementById("chart-solar");
-  const byDay = new Map();
-  for (const r of tasks) {
-    const day = utcDay(r.started_at || r.ended_at);
-    if (day) byDay.set(day, (byDay.get(day) || 0) + (isNum(r.solar_kwh) ? r.solar_kwh : 0));
-  }
-  const days = [...byDay.keys()].sort();
-  if (!days.length) {
-    showEmpty(container, "No carbon-aware task has run yet.", "Solar used per day appears here once tasks have run.");
-    return;
-  }
-  if (![...byDay.values()].some((v) => v > 0)) {
-    showEmpty(container, "No on-site solar covered these task runs.",
-      "Every kWh came from the grid. The Simulate page compares policies with a solar file.");
-    return;
-  }
+  const mine = rows.filter((r) => r.site === site && r.day).sort((a, b) => a.day.localeCompare(b.day));
+  const days = mine.map((r) => r.day);
+  const used = sum(mine, "solar_kwh");
+  const others = sum(mine, "used_kwh") - used;
+  const notes = [`kWh per UTC day at ${site}: its panels' output (${outputBasis(mine)}) beside the solar the task `
+    + "runs the filters select used."];
+  if (used <= 0) notes.push("No on-site solar covered these task runs.");
+  if (others > 1e-6) notes.push(`Tasks not shown here (other DAGs, or outside the filters) used ${kwh(others)} of it.`);
+  document.getElementById("solar-note").textContent = notes.join(" ");
+  document.getElementById("solar-key").hidden = false;
   dailyBars(container, {
     days,
-    series: [{ label: "solar", values: days.map((d) => byDay.get(d)), colorVar: "--chart-solar" }],
+    series: [
+      { label: "site output", values: mine.map((r) => r.output_kwh), colorVar: "--chart-solar-output" },
+      { label: "used by these tasks", values: mine.map((r) => r.solar_kwh), colorVar: "--chart-solar" },
+    ],
+    details: [
+      { label: "output", values: mine.map((r) => (r.output_basis || "none reported").replace("+", " + ")) },
+      { label: "all tasks at the site", values: mine.map((r) => kwh(r.used_kwh)) },
+      { label: "these tasks from the grid", values: mine.map((r) => kwh(r.grid_kwh)) },
+    ],
     format: kwh,
     unitLabel: "kWh",
   });
+}
+
+function solarSection(rows, tasks) {
+  const container = document.getElementById("chart-solar");
+  const select = document.getElementById("solar-site");
+  const output = new Map();
+  for (const r of rows) output.set(r.site, (output.get(r.site) || 0) + (isNum(r.output_kwh) ? r.output_kwh : 0));
+  const sites = [...output.entries()].filter(([, kwhs]) => kwhs > 0).sort((a, b) => b[1] - a[1]).map(([site]) => site);
+  if (!sites.length) {
+    if (!rows.length && Array.isArray(tasks) && !tasks.length) {
+      showEmpty(container, "No carbon-aware task has run yet.", "Solar per day appears here once tasks have run.");
+    } else {
+      showEmpty(container, "No site reports solar output yet.",
+        "Tasks given a site with a solar source share its panels; each day's output appears here, beside what they "
+        + "used, once one of them has run. The Simulate page compares policies with a solar file.");
+    }
+    return;
+  }
+  if (sites.length > 1) {
+    clear(select, sites.map((site, i) => el("option", { value: site, selected: i === 0 }, site)));
+    select.hidden = false;
+    select.addEventListener("change", () => drawSolar(select.value, rows));
+  }
+  drawSolar(sites[0], rows);
 }
 
 function delaysChart(tasks) {
@@ -321,18 +371,16 @@ async function loadTasks() {
     }
     return tasks;
   } catch (error) {
-    for (const id of ["chart-delays", "chart-solar"]) {
-      clear(document.getElementById(id), errorBox(`Could not load the task runs: ${error.message}`));
-    }
+    clear(document.getElementById("chart-delays"), errorBox(`Could not load the task runs: ${error.message}`));
     return null;
   }
 }
 
 async function start() {
-  const [deferred, , tasks] = await Promise.all([loadDeferred(), loadHistory(), loadTasks()]);
+  const [deferred, , tasks, solar] = await Promise.all([loadDeferred(), loadHistory(), loadTasks(), loadSolar()]);
+  if (solar) solarSection(solar, tasks);
   if (tasks) {
     delaysChart(tasks);
-    solarChart(tasks);
     const matching = deferred.filter((r) => (!filters.task_id || r.task_id === filters.task_id)
       && (!filters.region || r.region === filters.region) && (!filters.dag_id || r.dag_id === filters.dag_id));
     intensitySection(tasks, matching);

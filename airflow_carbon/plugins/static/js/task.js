@@ -46,6 +46,20 @@ function savedText(row) {
   return `${grams(row.saved_g)}${share}`;
 }
 
+/** A try with a site shares its panels: where its solar came from is part of its record. */
+const hasSite = (row) => Boolean(row.site || row.solar_served_by || row.solar_basis);
+
+const SOLAR_BASIS = {
+  measured: "the site's measured output",
+  forecast: "the site's forecast output: no measurement covered the run",
+  "measured+forecast": "measured output, a forecast where no measurement covered the run",
+};
+
+function solarBasis(basis) {
+  if (!basis) return "no output known: counted as none";
+  return SOLAR_BASIS[basis] || String(basis);
+}
+
 function record(row) {
   const failed = Array.isArray(row.failed_sources) && row.failed_sources.length ? row.failed_sources : null;
   return el("div", {},
@@ -58,6 +72,8 @@ function record(row) {
       fact("Intensity had it run when ready", intensity(row.baseline_intensity_g_per_kwh)),
       fact("Energy", kwh(row.energy_kwh)),
       fact("Of which on-site solar", kwh(row.solar_kwh)),
+      hasSite(row) ? fact("Solar figure from", solarBasis(row.solar_basis), "how the solar it used was obtained") : null,
+      fact("From the grid", kwh(row.grid_kwh)),
       fact("Emissions", grams(row.emissions_g)),
       fact("Baseline emissions", grams(row.baseline_emissions_g), "had it run as soon as it was ready"),
       fact("Saved", el("span", { class: isNum(row.saved_g) && row.saved_g !== 0 ? (row.saved_g > 0 ? "good" : "bad") : undefined },
@@ -82,6 +98,8 @@ function tryPanel(row) {
         fact("Policy", text(row.policy)),
         fact("Region", text(row.region)),
         fact("Source", text(row.source)),
+        hasSite(row) ? fact("Site", text(row.site), "whose solar panels it shares with other tasks") : null,
+        hasSite(row) ? fact("Solar source", text(row.solar_served_by), "the solar source that answered") : null,
         timeFact("Ready at", row.ready_at),
         timeFact("Planned start", row.planned_start),
         timeFact("Deadline", row.deadline),
