@@ -40,7 +40,8 @@ demo: $(STAMP)
 	@echo "== Grid only: no solar, each job at the intensity of the period it ran in =="
 	$(BIN)/airflow-carbon simulate data/inference_jobs.csv data/carbon_intensity.csv --max-delay 4h
 	@echo
-	@echo "== In Airflow: a carbon-aware task defers until the grid turns green, then runs and records =="
+	@echo "== In Airflow: a carbon-aware task defers until the grid turns green, then runs and records; then three =="
+	@echo "== jobs of one site wait for on-site solar and share it =="
 	scripts/demo_airflow.sh
 
 # The suite includes tests/e2e/test_distributed.py (Postgres, Redis, Celery, two triggerers).

@@ -104,6 +104,17 @@ def parser() -> argparse.ArgumentParser:
     example.add_argument("--green-in", type=duration, default=timedelta(seconds=40), help="when it turns green (40s)")
     example.add_argument("--period", type=duration, default=timedelta(seconds=10), help="period of the values (10s)")
     example.add_argument("--region", default="DEMO")
+    solar = commands.add_parser("example-solar", help="write a synthetic on-site solar CSV around now, for demos",
+                                description="Write OUT: a site's forecast output, 0 kW until --sun-in from now and "
+                                            "--kw after (timestamp,solar_kw_available); with --measured, also a "
+                                            "stand-in for the site's logger file (timestamp,solar_kw) at "
+                                            "--measured-kw.")
+    solar.add_argument("out", type=Path)
+    solar.add_argument("--sun-in", type=duration, default=timedelta(seconds=30), help="when the sun comes (30s)")
+    solar.add_argument("--kw", type=float, default=1.8, help="the forecast output once sunny (1.8)")
+    solar.add_argument("--period", type=duration, default=timedelta(seconds=10), help="period of the values (10s)")
+    solar.add_argument("--measured", type=Path, help="also write this logger file")
+    solar.add_argument("--measured-kw", type=float, default=1.5, help="the logged output once sunny (1.5)")
     metrics = commands.add_parser("metrics", help="print the metrics store's rows (needs Airflow's configuration)")
     metrics.add_argument("--dag-id")
     metrics.add_argument("--conn-id", default="carbon_metrics_default")
@@ -115,18 +126,38 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run_example_signal(args: argparse.Namespace) -> int:
+    green = write_step_csv(args.out, ["timestamp", "region", "carbon_intensity"], [args.region, 400],
+                           [args.region, 120], args.green_in, args.period)
+    print(f"wrote {args.out}: 400 g/kWh until {green.isoformat()}, then 120")
+    return 0
+
+
+def write_step_csv(path: Path, header: list[str], before: list, after: list, switch_in: timedelta,
+                   period: timedelta) -> datetime:
+    """A synthetic CSV from an hour ago to two days ahead: ``before`` until ``switch_in`` from now, then ``after``.
+
+    Returns the instant it switches.
+    """
     now_s = int(utcnow().timestamp())
-    period_s = max(int(args.period.total_seconds()), 1)
-    first_s = now_s - now_s % period_s - 3600
-    green_s = now_s + args.green_in.total_seconds()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as file:
+    period_s = max(int(period.total_seconds()), 1)
+    switch_s = now_s + switch_in.total_seconds()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["timestamp", "region", "carbon_intensity"])
-        for start_s in range(first_s, now_s + 2 * 86400, period_s):
+        writer.writerow(header)
+        for start_s in range(now_s - now_s % period_s - 3600, now_s + 2 * 86400, period_s):
             instant = datetime.fromtimestamp(start_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            writer.writerow([instant, args.region, 120 if start_s >= green_s else 400])
-    print(f"wrote {args.out}: 400 g/kWh until {datetime.fromtimestamp(green_s, UTC).isoformat()}, then 120")
+            writer.writerow([instant, *(after if start_s >= switch_s else before)])
+    return datetime.fromtimestamp(switch_s, UTC)
+
+
+def run_example_solar(args: argparse.Namespace) -> int:
+    files = [(args.out, "solar_kw_available", args.kw)]
+    if args.measured is not None:
+        files.append((args.measured, "solar_kw", args.measured_kw))
+    for path, column, kw in files:
+        sun = write_step_csv(path, ["timestamp", column], [0.0], [kw], args.sun_in, args.period)
+        print(f"wrote {path}: 0 kW until {sun.isoformat()}, then {kw:g} kW")
     return 0
 
 
@@ -248,7 +279,8 @@ def write_records(path: Path, results: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"simulate": run_simulate, "example-signal": run_example_signal, "metrics": run_metrics}[args.command](
+        return {"simulate": run_simulate, "example-signal": run_example_signal, "example-solar": run_example_solar,
+                "metrics": run_metrics}[args.command](
             args)
     except (CarbonError, SignalDataError, ValueError, OSError) as error:  # a person's input: one line, no traceback
         print(f"airflow-carbon: error: {error}", file=sys.stderr)

@@ -196,3 +196,22 @@ def test_a_spool_entry_that_cannot_be_read_is_set_aside_and_the_flush_writes_the
     assert main(["metrics", "--flush"]) == 0
     assert capsys.readouterr().out.startswith("1 spooled record(s) written to ")
     assert not spooled.exists() and entry.with_suffix(".bad").is_dir()
+
+
+def test_example_files_switch_when_asked_and_read_back_as_the_sources_read_them(tmp_path, capsys):
+    from datetime import timedelta
+
+    from airflow_carbon.signals.csv import read_intensity_csv
+    from airflow_carbon.signals.solar import read_solar_forecast, read_solar_log
+
+    assert main(["example-signal", str(tmp_path / "grid.csv"), "--green-in", "1h", "--period", "5min"]) == 0
+    assert main(["example-solar", str(tmp_path / "solar.csv"), "--sun-in", "1h", "--kw", "2",
+                 "--measured", str(tmp_path / "logger.csv"), "--measured-kw", "1.5", "--period", "5min"]) == 0
+    now = datetime.now(UTC)
+    grid = read_intensity_csv(tmp_path / "grid.csv", "DEMO")
+    assert grid.at(now) == 400 and grid.at(now + timedelta(hours=2)) == 120
+    solar = read_solar_forecast(tmp_path / "solar.csv", "roof")
+    assert solar.at(now) == 0 and solar.at(now + timedelta(hours=2)) == 2
+    logged = read_solar_log(tmp_path / "logger.csv", now + timedelta(hours=2), now + timedelta(hours=3), "roof")
+    assert logged.kind == "measured" and set(logged.values.tolist()) == {1.5}
+    assert "then 1.5 kW" in capsys.readouterr().out

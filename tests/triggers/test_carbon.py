@@ -13,6 +13,7 @@ from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.source import SourceRef
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
 from airflow_carbon.triggers.event import CarbonEvent
+from tests.helpers import solar_series
 from tests.signal_files import write_signal
 from tests.solar_files import write_forecast, write_grid
 
@@ -194,3 +195,34 @@ def test_a_trigger_with_a_site_fires_when_the_sun_comes_and_hands_its_forecast_t
     assert event.reason == "solar" and event.solar_served_by == "conn:roof" and event.failed_sources == ()
     assert event.decision.now >= now + timedelta(minutes=29)  # it waited for the sun
     assert event.solar_forecast.values.max() == pytest.approx(2.0) and event.solar_forecast.unit == "kW"
+
+
+def test_the_triggers_of_one_site_read_its_forecast_once_for_all(tmp_path, monkeypatch):
+    reads = []
+
+    class Source:
+        min_refresh_s = 900.0
+
+        async def aforecast(self, now, horizon):
+            reads.append(now)
+            await asyncio.sleep(0.05)  # the others arrive while it reads
+            return solar_series([0.0, 2.0])
+
+    async def open_source(ref):
+        return Source()
+
+    monkeypatch.setattr("airflow_carbon.triggers.carbon.aopen_solar", open_source)
+    now = datetime.now(UTC)
+    site = {"source": SourceRef.connection("roof", "TEST").to_dict(), "site": "roof",
+            "metrics_conn_id": "carbon_metrics_default"}
+    triggers = [CarbonWindowTrigger(ready_at=now, deadline=now + timedelta(hours=1), policy="threshold",
+                                    duration_s=60, energy_kwh=0.1, signals=[SourceRef.bundled("DE").to_dict()],
+                                    refresh_s=1, solar=site) for _ in range(200)]
+
+    async def read_all_twice():
+        for _ in range(2):
+            await asyncio.gather(*(t._cached_forecast(t.solar, now, timedelta(hours=1)) for t in triggers))
+            await asyncio.sleep(1.1)  # past every trigger's refresh interval, within the source's 15 minutes
+
+    asyncio.run(read_all_twice())
+    assert len(reads) == 1
