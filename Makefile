@@ -44,10 +44,11 @@ demo: $(STAMP)
 	@echo "== jobs of one site wait for on-site solar and share it =="
 	scripts/demo_airflow.sh
 
-# The suite includes tests/e2e/test_distributed.py (Postgres, Redis, Celery, two triggerers).
+# The suite includes tests/e2e/test_distributed.py (Postgres, Redis, Celery, two triggerers). Two pytest workers,
+# whole files each (a module's Airflow cluster stays in one worker): the end-to-end tests mostly wait on Airflow.
 test: $(STAMP) $(BROWSER) $(SERVICES)
 	$(BIN)/ruff check airflow_carbon tests bench dags
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Only the distributed end-to-end test, with its timings printed.
 test-distributed: $(STAMP) $(SERVICES)

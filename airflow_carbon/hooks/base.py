@@ -18,8 +18,8 @@ from airflow_carbon.signals.services.pool import aclose_clients
 from airflow_carbon.signals.source import SignalSource, SourceRef, aopen
 
 
-class SignalSourceHook(BaseHook):
-    """A hook whose connection names a carbon-intensity source.
+class SourceConnectionHook(BaseHook):
+    """A hook for one connection of a source's type, grid or solar.
 
     :param conn_id: the connection id; the hook's ``default_conn_name`` when not given.
     """
@@ -30,6 +30,10 @@ class SignalSourceHook(BaseHook):
         super().__init__()
         self.conn_id = conn_id or self.default_conn_name
         setattr(self, self.conn_name_attr, self.conn_id)
+
+
+class SignalSourceHook(SourceConnectionHook):
+    """A hook whose connection names a carbon-intensity source."""
 
     async def asource(self, region: str = "") -> SignalSource:
         """The connection's source, opened (the connection is read once)."""

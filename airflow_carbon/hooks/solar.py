@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import BaseHook
-
 from airflow_carbon.clock import utcnow
+from airflow_carbon.hooks.base import SourceConnectionHook
 from airflow_carbon.hooks.sources import aopen_solar
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.services.http import run_sync
@@ -21,18 +20,8 @@ from airflow_carbon.signals.source import SourceRef
 TEST_HORIZON = timedelta(hours=24)
 
 
-class SolarSourceHook(BaseHook):
-    """A hook whose connection names a site's solar source (the solar twin of ``SignalSourceHook``).
-
-    :param conn_id: the connection id; the hook's ``default_conn_name`` when not given.
-    """
-
-    default_conn_name: str
-
-    def __init__(self, conn_id: str | None = None) -> None:
-        super().__init__()
-        self.conn_id = conn_id or self.default_conn_name
-        setattr(self, self.conn_name_attr, self.conn_id)
+class SolarSourceHook(SourceConnectionHook):
+    """A hook whose connection names a site's solar source (the solar twin of ``SignalSourceHook``)."""
 
     async def asource(self) -> SolarSource:
         """The connection's solar source, opened (the connection is read once)."""

@@ -128,6 +128,15 @@ class PostgresServer:
     def url(self, database: str, driver: str = "+psycopg") -> str:
         return f"postgresql{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
+    def new_database(self) -> str:
+        """The URL of a database made for the caller alone (a test module, a store of its own)."""
+        import psycopg
+
+        name = f"carbon_{secrets.token_hex(6)}"
+        with psycopg.connect(self.url("postgres", driver=""), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
     def remember_pids(self) -> None:
         """The postmaster (first line of ``postmaster.pid``) and its children, as psutil handles."""
         with contextlib.suppress(OSError, ValueError, psutil.Error):

@@ -29,9 +29,9 @@ from tests.fakes.forecast_solar import FakeForecastSolar
 
 FOLDER = Path(tempfile.mkdtemp(prefix="carbon_solar_"))
 GRID, MEASURED = FOLDER / "grid.csv", FOLDER / "measured.csv"
-SUN_IN_S = 150  # after the first estimate request: every task of the run has decided by then
+SUN_IN_S = 90  # after the first estimate request: every task of the run has decided by then
 SUN_FOR_S = 1800
-FORECAST_KW, MEASURED_KW = 1.8, 1.5  # the minute before the sun ramps up to it: its mean, 0.9 kW, runs no 1 kW job
+FORECAST_KW, MEASURED_KW = 3.0, 1.5  # the forecast fits the three 1 kW jobs; the panels give half of it
 LOG_PERIOD_S = 10
 SUN = FakeForecastSolar(timezone="UTC", step_s=60).start()
 
@@ -132,6 +132,10 @@ def test_three_tasks_of_one_site_wait_for_the_sun_and_share_it(sun, airflow_clus
         assert record["grid_kwh"] == pytest.approx(record["energy_kwh"] - record["solar_kwh"])
         assert record["failed_sources"] == [], record
     used_kwh = sum(record["solar_kwh"] for record in records)
+    print(f"\nsolar site: solar {[round(r['solar_kwh'], 5) for r in records]} kWh of energy "
+          f"{[round(r['energy_kwh'], 5) for r in records]} kWh; {used_kwh:.5f} kWh used of "
+          f"{measured_kwh_over(intervals):.5f} kWh measured over their intervals; waits "
+          f"{[round(r['delay_s']) for r in records]} s (sun {sun_start - min(a for a, _ in intervals):+.0f} s)")
     assert sum(record["solar_kwh"] > 0 for record in records) >= 2  # the sun was shared, not taken by one
     assert used_kwh <= measured_kwh_over(intervals) + 1e-6  # no kWh counted twice, none that was not measured
 

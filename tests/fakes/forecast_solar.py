@@ -16,7 +16,8 @@ default local ``YYYY-MM-DD hh:mm:ss``).
 Power: by default a plausible day, a sine from sunrise to sunset (``sunrise``/``sunset``, local hours) at
 ``clear_sky`` of the plane's kWp, with points at sunrise, every whole hour and sunset, as the public plan
 answers. Once ``sunny`` windows are set, points are ``step_s`` apart over the whole of both days (the sun
-is where the test says, whatever the hour it runs at): ``kw`` inside a window, 0 outside every window.
+is where the test says, whatever the hour it runs at), plus a point on each edge of a window and one a
+second before it: ``kw`` inside a window, 0 outside every window.
 
 Faults: ``fail`` (any status, body, headers or delay for the next ``times`` requests; ``times=None`` until
 ``clear_faults``), ``rate_limited`` (429 with ``X-Ratelimit-Retry-At`` some seconds on), ``slow``,
@@ -25,7 +26,6 @@ Faults: ``fail`` (any status, body, headers or delay for the next ``times`` requ
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -33,10 +33,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
+
+from tests.fakes.loopback import LoopbackServer
 
 FS_API_KEY = "FakeFsKey0123456"
 _KEY = re.compile(r"[A-Za-z0-9]{16}")
@@ -75,7 +76,7 @@ def _error(status: int, text: str, **extra: Any) -> tuple[int, Any, dict[str, st
     return status, {"result": None, "message": {"code": status, "type": "error", "text": text, **extra}}, {}
 
 
-class FakeForecastSolar:
+class FakeForecastSolar(LoopbackServer):
     """Forecast.Solar on one port. Context manager; ``start()``/``stop()`` for longer-lived use.
 
     :param api_key: the personal key accepted in the path (the public path needs none).
@@ -86,6 +87,9 @@ class FakeForecastSolar:
     :param step_s: the points' spacing once ``sunny`` windows are set.
     :param limit: calls an hour stated in ``message.ratelimit`` (not enforced: use ``rate_limited``).
     """
+
+    thread_name = "fake-forecast-solar"
+    json_content_type = "application/json; charset=utf-8"
 
     def __init__(self, *, api_key: str = FS_API_KEY, timezone: str = "Europe/Berlin",
                  now: Callable[[], float] = time.time, sunrise: float = 5.2, sunset: float = 21.45,
@@ -98,32 +102,6 @@ class FakeForecastSolar:
         self._windows: list[Window] = []
         self._anchored: tuple[float, float, float] | None = None
         self._anchored_window: tuple[float, float] | None = None
-        self._httpd: _HTTPServer | None = None
-
-    # ------------------------------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeForecastSolar:
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.fake = self
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="fake-forecast-solar", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeForecastSolar:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None, "start the server first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # ------------------------------------------------------------------------------------------ inspection
     @property
@@ -285,13 +263,14 @@ class FakeForecastSolar:
         midnight = datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
         after = day + timedelta(days=1)
         end_s = datetime(after.year, after.month, after.day, tzinfo=zone).timestamp()
-        points = []
-        at_s = midnight
-        while at_s < end_s:
-            kw = next((w.kw for w in windows if w.start_s <= at_s < w.end_s), 0.0)
-            points.append((at_s, kw * 1000))
-            at_s += self.step_s
-        return points
+        def watts_at(at_s: float) -> float:
+            return 1000 * next((w.kw for w in windows if w.start_s <= at_s < w.end_s), 0.0)
+
+        instants = set(range(int(midnight), int(end_s), self.step_s))
+        # A point a second before each edge too, so the sun comes at the edge and not on a ramp from the point before.
+        instants |= {int(at_s) for w in windows for edge in (w.start_s, w.end_s) for at_s in (edge - 1, edge)
+                     if midnight <= at_s < end_s}
+        return [(at_s, watts_at(at_s)) for at_s in sorted(instants)]
 
     @staticmethod
     def _format(at_s: float, zone: ZoneInfo, time_format: str) -> str:
@@ -303,37 +282,3 @@ class FakeForecastSolar:
         if time_format == "seconds":
             return str(int(at_s))
         return instant.strftime("%Y-%m-%d %H:%M:%S")
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeForecastSolar
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that timed out and left: expected
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        status, body, extra = self.server.fake.handle(self.command, self.path, headers)
-        if isinstance(body, dict | list):
-            payload, content_type = json.dumps(body).encode(), "application/json; charset=utf-8"
-        else:
-            payload = body if isinstance(body, bytes) else str(body).encode()
-            content_type = "text/html" if payload.lstrip().startswith(b"<") else "text/plain"
-        self.send_response(status)
-        for name, value in {"Content-Type": content_type, **extra}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass

@@ -33,10 +33,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 API_DIR = Path(__file__).parent / "api"
 
@@ -102,7 +103,7 @@ class _BadRequest(Exception):
         self.status, self.body = status, body
 
 
-class FakeSignalServer:
+class FakeSignalServer(LoopbackServer):
     """The three services on one port. Context manager; ``start()``/``stop()`` for longer-lived use.
 
     :param watttime_username: / :param watttime_password: what ``/login`` accepts.
@@ -110,6 +111,9 @@ class FakeSignalServer:
     :param token_ttl_s: how long a WattTime token is honoured (real time).
     :param now: wall-clock seconds the "current period" is taken from.
     """
+
+    thread_name = "fake-signal-server"
+    json_content_type = "application/json"
 
     def __init__(self, *, watttime_username: str = WATTTIME_USERNAME, watttime_password: str = WATTTIME_PASSWORD,
                  em_token: str = EM_TOKEN, token_ttl_s: float = 1800.0, now: Callable[[], float] = time.time):
@@ -127,8 +131,6 @@ class FakeSignalServer:
         self._green_after_first_s: float | None = None  # green_window(after_first_request_s=...) not anchored yet
         self._tokens: dict[str, float] = {}
         self.tokens_issued = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.t = {  # the example answers
             name: _load(name) for name in (
                 "watttime/login_200.json", "watttime/login_403.html", "watttime/forecast_200.json",
@@ -139,32 +141,6 @@ class FakeSignalServer:
                 "electricitymaps/past_range_200.json", "electricitymaps/error_401.json",
                 "ukgrid/intensity_fw48h_200.json", "ukgrid/regional_postcode_fw48h_200.json",
                 "ukgrid/error_400.json")}
-
-    # ------------------------------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeSignalServer:
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-signal-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeSignalServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None, "start the server first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # ------------------------------------------------------------------------------------------ inspection
     @property
@@ -498,40 +474,3 @@ class FakeSignalServer:
             region["regionid"] = int(m.group(4))
         region["data"] = periods(region["data"])
         return 200, {"data": [region]}, {}
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeSignalServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that timed out and left: expected
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def _serve(self) -> None:
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        status, body, extra = self.server.fake.handle(self.command, self.path, headers)
-        if isinstance(body, dict | list):
-            payload, content_type = json.dumps(body).encode(), "application/json"
-        else:
-            payload = body if isinstance(body, bytes) else str(body).encode()
-            content_type = "text/html" if payload.lstrip().startswith(b"<") else "text/plain"
-        self.send_response(status)
-        extra = {"Content-Type": content_type, **extra}
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass

@@ -75,16 +75,7 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[],
     if request.param == "sqlite":
         return lambda: f"sqlite:///{tmp_path / uuid.uuid4().hex[:12]}.db"
     server: PostgresServer = request.getfixturevalue("postgres")
-
-    def make() -> str:
-        name = f"carbon_{uuid.uuid4().hex[:12]}"
-        engine = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        engine.dispose()
-        return server.url(name)
-
-    return make
+    return server.new_database
 
 
 @pytest.fixture

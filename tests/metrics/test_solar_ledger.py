@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,19 +44,10 @@ def measured(values_kw: list[float], **kwargs: Any) -> Series:
     return solar(values_kw, kind="measured", source="conn:inverter", **kwargs)
 
 
-def new_database(server: PostgresServer) -> str:
-    name = f"carbon_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    return server.url(name)
-
-
 @pytest.fixture(scope="module")
 def postgres_url(postgres: PostgresServer) -> str:
     """One database for the module's tests, emptied before each: creating one per test is slow on a busy host."""
-    url = new_database(postgres)
+    url = postgres.new_database()
     MetricsStore(url).close()
     return url
 

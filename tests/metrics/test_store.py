@@ -58,19 +58,10 @@ def completion(key: TaskTryKey = KEY, **changes) -> TaskTryRecord:
     return replace(record, **changes)
 
 
-def new_database(server: PostgresServer) -> str:
-    name = f"carbon_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    return server.url(name)
-
-
 @pytest.fixture(scope="module")
 def postgres_url(postgres) -> str:
     """One database for the module's tests, emptied before each: creating one per test is slow on a busy host."""
-    return new_database(postgres)
+    return postgres.new_database()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -79,7 +70,7 @@ def new_url(request: pytest.FixtureRequest, tmp_path) -> Callable[[], str]:
     if request.param == "sqlite":
         return lambda: f"sqlite:///{tmp_path / uuid.uuid4().hex[:12]}.db"
     server: PostgresServer = request.getfixturevalue("postgres")
-    return lambda: new_database(server)
+    return server.new_database
 
 
 @pytest.fixture(params=BACKENDS)
