@@ -48,6 +48,12 @@ FAULTS = [
     ("latin1.csv", read_intensity_csv, {}, None, None),
     ("blank_first_line.csv", read_intensity_csv, {}, 1, None),
     ("solar_inf.csv", read_solar_csv, {}, 4, "solar_kw_available"),
+    ("semicolon_comma_decimal.csv", read_intensity_csv, {}, 1, None),
+    ("comma_decimal.csv", read_intensity_csv, {}, 3, "carbon_intensity"),
+    ("de_dst_autumn_local.csv", read_intensity_csv, {}, 8, "Time"),
+    ("de_dst_spring_local.csv", read_intensity_csv, {}, 6, "Time"),
+    ("resolution_change_gap.csv", read_intensity_csv, {}, 10, "timestamp"),
+    ("resolution_change_duplicate.csv", read_intensity_csv, {}, 9, "timestamp"),
 ]
 
 
@@ -79,7 +85,7 @@ def test_fault_messages_say_what_is_wrong():
         "unsorted_rows.csv": ["not in time order", "line 3"],
         "gap.csv": ["gap", "7200 s", "3600 s"],
         "irregular_step.csv": ["irregular", "1800 s"],
-        "wrong_delimiter.csv": ["';'-separated", "comma-separated"],
+        "wrong_delimiter.csv": ["';'-separated", "comma-separated", "'.' as decimal mark"],
         "tab_delimiter.csv": ["tab-separated"],
         "empty.csv": ["file is empty"],
         "header_only.csv": ["no data rows"],
@@ -88,6 +94,12 @@ def test_fault_messages_say_what_is_wrong():
         "one_row.csv": ["at least 2"],
         "latin1.csv": ["UTF-8"],
         "blank_first_line.csv": ["where the header should be"],
+        "semicolon_comma_decimal.csv": ["';'-separated", "',' as decimal mark ('283,28' on line 2)", "European"],
+        "comma_decimal.csv": ["'300,0'", "decimal", "'300.0'"],
+        "de_dst_autumn_local.csv": ["not in time order", "no UTC offset", "daylight-saving", "offset"],
+        "de_dst_spring_local.csv": ["gap: 4500 s", "no UTC offset", "daylight-saving"],
+        "resolution_change_gap.csv": ["gap: 2700 s", "periods are 900 to 1800 s"],
+        "resolution_change_duplicate.csv": ["duplicate", "line 8"],
     }
     for name, fragments in expectations.items():
         with pytest.raises(SignalDataError) as caught:
@@ -325,3 +337,100 @@ def test_check_time_axis_returns_the_most_common_step():
     with pytest.raises(SignalDataError, match=r"line 4.*irregular step: 300 s after .* on line 3"):
         check_time_axis(np.array([0, 900, 1200, 2100, 3000]), np.arange(2, 7), "x.csv", "time")
 
+
+
+# --- files that change resolution partway, as European markets did in 2025 ---
+
+
+def test_a_file_going_from_30_to_15_minutes_reads_as_one_series_on_15_minutes():
+    series = read_intensity_csv(CORPUS / "resolution_change.csv")
+    assert series.period_s == 900
+    assert series.region == "DE"
+    assert (series.times[0], series.times[-1]) == (utc(2025, 9, 30), utc(2025, 10, 1, 23, 45))
+    assert len(series) == 2 * 96
+    assert series.estimated is False
+    assert "rows 900 to 1800 s apart: each value held until the next row, on 900 s periods" in series.source
+    assert series.source.startswith(str(CORPUS / "resolution_change.csv"))
+    # each half-hour value holds for both of its quarter hours; the quarter hours are as written
+    assert series.at(utc(2025, 9, 30, 23, 30)) == series.at(utc(2025, 9, 30, 23, 45)) == 362.1
+    assert series.at(utc(2025, 10, 1, 0, 15)) == 356.5
+    assert series.at(utc(2025, 10, 1, 0, 30)) == 349.4
+
+
+def test_the_held_series_integrates_as_the_file_reads(tmp_path):
+    text = (CORPUS / "resolution_change.csv").read_text(encoding="utf-8").splitlines()
+    values = [float(line.rsplit(",", 1)[1]) for line in text[1:]]
+    minutes = [30] * 48 + [15] * 96
+    series = read_intensity_csv(CORPUS / "resolution_change.csv")
+    assert float(series.values.sum()) * 15 == pytest.approx(sum(v * m for v, m in zip(values, minutes, strict=True)))
+
+
+def test_a_single_resolution_file_is_not_marked_as_held():
+    assert read_intensity_csv(CORPUS / "good.csv").source == str(CORPUS / "good.csv")
+
+
+def test_a_gap_in_a_file_that_changes_resolution_is_filled_only_when_allowed():
+    filled = read_intensity_csv(CORPUS / "resolution_change_gap.csv", max_missing_periods=1)
+    assert filled.period_s == 900
+    assert filled.estimated is True
+    # the gap 00:45 -> 01:30 is interpolated, the half hours before midnight are held
+    assert filled.at(utc(2025, 10, 1, 1)) == pytest.approx(355 + (360 - 355) / 3)
+    assert filled.at(utc(2025, 9, 30, 22, 15)) == 300
+
+
+def test_a_stray_short_step_is_still_irregular_not_a_change_of_resolution():
+    with pytest.raises(SignalDataError, match="irregular step: 1800 s"):
+        read_intensity_csv(CORPUS / "irregular_step.csv")
+
+
+def test_a_change_of_resolution_off_the_finest_grid_is_refused(tmp_path):
+    path = tmp_path / "de_shifted.csv"
+    rows = ["2025-09-30 22:00:00,300", "2025-09-30 23:00:00,310", "2025-10-01 00:00:00,320",
+            "2025-10-01 01:00:00,330", "2025-10-01 01:10:00,331", "2025-10-01 01:25:00,332",
+            "2025-10-01 01:40:00,333", "2025-10-01 01:55:00,334"]
+    path.write_text("Time,Carbon Intensity\n" + "\n".join(rows) + "\n")
+    with pytest.raises(SignalDataError) as caught:
+        read_intensity_csv(path, "DE")
+    assert caught.value.line == 6
+    assert "irregular step: 600 s after 2025-10-01T01:00:00+00:00 on line 5" in str(caught.value)
+
+
+def test_check_time_axis_keeps_one_period_for_the_solar_readers():
+    with pytest.raises(SignalDataError, match="gap: 1800 s"):
+        check_time_axis(np.array([0, 1800, 3600, 5400, 6300, 7200, 8100, 9000]), np.arange(2, 10), "x.csv", "time")
+
+
+# --- messages a spreadsheet user can act on ---
+
+
+def test_region_taken_from_the_file_name_is_said(tmp_path, caplog):
+    path = tmp_path / "pl_ci.csv"
+    path.write_text("Time,Carbon Intensity\n2020-01-01 00:00:00,700\n2020-01-01 00:15:00,710\n")
+    with caplog.at_level("WARNING", logger="airflow_carbon.signals.csv"):
+        series = read_intensity_csv(path)
+    assert "region PL taken from the file name" in series.source
+    assert any("'PL' from the file name" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="airflow_carbon.signals.csv"):
+        assert read_intensity_csv(path, "PL").source == str(path)
+    assert not caplog.records
+
+
+def test_dst_hint_only_for_timestamps_without_offset(tmp_path):
+    path = tmp_path / "de.csv"
+    path.write_text("Time,Carbon Intensity\n2024-10-27T00:30:00Z,1\n2024-10-27T00:45:00Z,2\n"
+                    "2024-10-27T00:45:00Z,3\n")
+    with pytest.raises(SignalDataError, match="duplicate") as caught:
+        read_intensity_csv(path, "DE")
+    assert "daylight-saving" not in str(caught.value)
+
+
+def test_a_value_with_a_comma_decimal_in_a_quoted_field_gets_a_hint():
+    with pytest.raises(SignalDataError, match=r"'300,0' has ',' as decimal mark; write it with '\.' \('300\.0'\)"):
+        read_intensity_csv(CORPUS / "comma_decimal.csv")
+
+
+def test_a_plain_duplicate_gets_no_daylight_saving_hint():
+    with pytest.raises(SignalDataError, match="duplicate") as caught:
+        read_intensity_csv(CORPUS / "resolution_change_duplicate.csv")
+    assert "daylight-saving" not in str(caught.value)
