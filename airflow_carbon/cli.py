@@ -17,7 +17,14 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
 from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
 from airflow_carbon.signals import SignalDataError
-from airflow_carbon.simulate.files import DEFAULT_JOB_DURATION, parse_forecast_error, parse_policies, simulate_files
+from airflow_carbon.simulate.files import (
+    DEFAULT_JOB_DURATION,
+    DEFAULT_REFRESH,
+    parse_forecast_error,
+    parse_policies,
+    simulate_files,
+)
+from airflow_carbon.simulate.foresight import parse_forecast
 from airflow_carbon.simulate.report import as_json
 from airflow_carbon.units import parse_duration
 
@@ -42,6 +49,25 @@ def fraction(text: str) -> float:
         return parse_forecast_error(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def forecast_name(text: str) -> str:
+    """An argparse type over ``parse_forecast``."""
+    try:
+        parse_forecast(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
+
+
+def refresh_interval(text: str) -> timedelta | None:
+    """``15min`` or ``none`` (plan once)."""
+    if text.strip().lower() == "none":
+        return None
+    value = duration(text)
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"a refresh must be positive or none, got {text!r}")
+    return value
 
 
 def policy_list(text: str) -> list[str]:
@@ -89,8 +115,15 @@ def parser() -> argparse.ArgumentParser:
                      help="threshold policy: enough solar at or above this kW (default: the job's power; "
                           "the seed used 0.05)")
     sim.add_argument("--min-saving-pct", type=float, default=0.0, help="forecast policy: wait only to save this much")
+    sim.add_argument("--forecast", type=forecast_name, default="perfect",
+                     help="what threshold and forecast plan on: perfect (the real series, a reference), noise:5%% "
+                          "(the real series with a random-walk error, a reference), or a forecast from the measured "
+                          "past only: persistence, seasonal, model (default %(default)s)")
+    sim.add_argument("--refresh", type=refresh_interval, default=DEFAULT_REFRESH, metavar="DURATION",
+                     help="plan a waiting job again this often with a fresh forecast, as the trigger does; none "
+                          "plans once (default 15min)")
     sim.add_argument("--forecast-error", type=fraction, default=0.0,
-                     help="relative forecast error at 24 h ahead seen by threshold and forecast (0.05 or 5%%)")
+                     help="the same as --forecast noise:ERROR: relative error at 24 h ahead (0.05 or 5%%)")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the forecast error")
     sim.add_argument("--job-duration", type=duration, default=DEFAULT_JOB_DURATION,
                      help="run time of jobs without a duration_s column (default %(default)s)")
@@ -250,12 +283,14 @@ def run_simulate(args: argparse.Namespace) -> int:
                               min_saving_pct=args.min_saving_pct)
     run = simulate_files(args.jobs, args.carbon, args.solar, region=args.region, policies=args.policy,
                          max_delay=args.max_delay, settings=settings, forecast_error=args.forecast_error,
-                         seed=args.seed, job_duration=args.job_duration)
+                         seed=args.seed, job_duration=args.job_duration, forecast=args.forecast,
+                         refresh=args.refresh)
     if args.json:
-        inputs = run.inputs(args.jobs, args.carbon, args.solar, args.max_delay, args.forecast_error)
+        inputs = run.inputs(args.jobs, args.carbon, args.solar, args.max_delay, args.forecast_error, args.forecast,
+                            args.refresh)
         print(json.dumps(as_json(run.rows, inputs), indent=2))
     else:
-        print(run.headline(args.carbon, args.max_delay, args.forecast_error))
+        print(run.headline(args.carbon, args.max_delay, args.forecast_error, args.forecast, args.refresh))
         print(run.table())
     if args.records:
         write_records(args.records, run.results)

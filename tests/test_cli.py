@@ -215,3 +215,37 @@ def test_example_files_switch_when_asked_and_read_back_as_the_sources_read_them(
     logged = read_solar_log(tmp_path / "logger.csv", now + timedelta(hours=2), now + timedelta(hours=3), "roof")
     assert logged.kind == "measured" and set(logged.values.tolist()) == {1.5}
     assert "then 1.5 kW" in capsys.readouterr().out
+
+
+def test_simulate_with_a_forecaster_and_refresh_names_both_in_json(capsys, tmp_path):
+    from airflow_carbon.signals.bundled import bundled_intensity
+
+    de = bundled_intensity("DE")
+    carbon, jobs = tmp_path / "de.csv", tmp_path / "jobs.csv"
+    with carbon.open("w") as file:
+        file.write("timestamp,carbon_intensity\n")
+        for start_s, value in zip(de.start_epoch_s[:96 * 20], de.values[:96 * 20], strict=True):
+            file.write(f"{datetime.fromtimestamp(start_s, UTC):%Y-%m-%dT%H:%M:%SZ},{value}\n")
+    with jobs.open("w") as file:
+        file.write("job_id,timestamp,energy_kwh,duration_s\n")
+        for number in range(40):
+            ready = datetime.fromtimestamp(de.first_epoch_s + 15 * 86400 + number * 1800 + 60, UTC)
+            file.write(f"j{number},{ready:%Y-%m-%dT%H:%M:%SZ},0.1,600\n")
+    assert main(["simulate", str(jobs), str(carbon), "--policy", "forecast,oracle", "--forecast", "seasonal",
+                 "--refresh", "30min", "--json"]) == 0
+    inputs = json.loads(capsys.readouterr().out)["inputs"]
+    assert inputs["forecaster"] == "seasonal" and inputs["refresh_s"] == 1800
+    assert main(["simulate", str(jobs), str(carbon), "--forecast-error", "5%", "--refresh", "none", "--json"]) == 0
+    inputs = json.loads(capsys.readouterr().out)["inputs"]
+    assert inputs["forecaster"] == "noise:0.05" and inputs["refresh_s"] is None
+    assert main(["simulate", str(jobs), str(carbon), "--forecast", "model", "--refresh", "none"]) == 0
+    assert "forecast model, planned once" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--forecast", "prophet", "unknown forecast 'prophet'"), ("--refresh", "0s", "a refresh must be positive"),
+])
+def test_a_bad_forecast_or_refresh_is_refused_by_argparse(option, value, says, capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", JOBS, CARBON, option, value])
+    assert says in capsys.readouterr().err

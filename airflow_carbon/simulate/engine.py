@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,12 +10,15 @@ from datetime import timedelta
 import numpy as np
 
 from airflow_carbon.accounting import JobRecord, SolarBudget, account
-from airflow_carbon.planning import POLICIES, Job, PolicySettings, decide
+from airflow_carbon.planning import POLICIES, Decision, Job, PolicySettings, decide
 from airflow_carbon.planning.policies import DEFAULT_SETTINGS
 from airflow_carbon.signals import Series, SignalDataError
 from airflow_carbon.signals.series import from_epoch_s
+from airflow_carbon.simulate.foresight import NOISE, PERFECT, Foresight, parse_forecast
 from airflow_carbon.simulate.jobs import Jobs
-from airflow_carbon.simulate.noise import noisy_forecast
+
+#: Policies that plan on what they see of the future; ``oracle`` always sees the truth, ``immediate`` nothing.
+FORESEEING = ("threshold", "forecast")
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,17 @@ def simulate(
     solar: Series | None = None,
     forecast_error: float = 0.0,
     seed: int = 0,
+    forecast: str = PERFECT,
+    refresh: timedelta | None = None,
 ) -> dict[str, list[JobRecord]]:
     """Records of every job under each policy, each against the immediate run as its baseline.
 
-    Jobs are planned in the order they became ready; each sees the solar that earlier
-    jobs left. ``forecast_error`` blurs what ``threshold`` and ``forecast`` see (see
-    ``noisy_forecast``); ``oracle`` and the accounting always use the real series.
+    ``threshold`` and ``forecast`` plan on what ``forecast`` shows them: ``perfect`` (the real series),
+    ``noise:5%`` (see ``noisy_forecast``; ``forecast_error`` is its synonym) or a forecaster's forecast issued
+    from the periods measured by each planning instant. With ``refresh``, a waiting job is planned again at
+    every multiple of it with a fresh forecast and starts when a plan's start comes before the next refresh,
+    as the trigger does; with None it is planned once, when ready. ``oracle`` and the accounting always use
+    the real series.
     """
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
@@ -106,35 +115,162 @@ def simulate(
         raise ValueError(f"max_delay must not be negative, got {max_delay}")
     if not 0 <= forecast_error < 1:
         raise ValueError(f"forecast_error is a fraction in [0, 1), got {forecast_error}")
+    if refresh is not None and refresh <= timedelta(0):
+        raise ValueError(f"refresh must be positive or None, got {refresh}")
+    name, error = parse_forecast(forecast)
+    if forecast_error > 0:
+        if name not in (PERFECT, NOISE):
+            raise ValueError(f"forecast_error blurs the real series; it cannot go with the forecaster {name!r}")
+        name, error = NOISE, forecast_error
     check_coverage(jobs, intensity)
-    baseline = _run(jobs, intensity, "immediate", max_delay, settings, solar, 0.0, seed, None)
+    baseline = _run(jobs, intensity, "immediate", max_delay, settings, solar, None, None)
     baselines = [(r.intensity_g_per_kwh, r.emissions_g) for r in baseline]
-    return {p: baseline if p == "immediate" else
-            _run(jobs, intensity, p, max_delay, settings, solar, forecast_error, seed, baselines) for p in policies}
+    horizon = max_delay + timedelta(seconds=float(jobs.duration_s.max(initial=0.0))) + (refresh or timedelta(0))
+    results = {}
+    for policy in policies:
+        if policy == "immediate":
+            results[policy] = baseline
+            continue
+        seen = Foresight(intensity, name if policy in FORESEEING else PERFECT, error, horizon,
+                         np.random.default_rng(seed))
+        run = _run if refresh is None or policy not in FORESEEING else _run_refreshing
+        results[policy] = run(jobs, intensity, policy, max_delay, settings, solar, seen, baselines,
+                              *(() if refresh is None or policy not in FORESEEING else (refresh,)))
+    return results
+
+
+def _deadline_s(jobs: Jobs, index: int, intensity: Series, max_delay_s: float) -> float:
+    return min(float(jobs.ready_epoch_s[index]) + max_delay_s, intensity.end_epoch_s - float(jobs.duration_s[index]))
+
+
+def _job(jobs: Jobs, index: int) -> Job:
+    return Job(timedelta(seconds=float(jobs.duration_s[index])), float(jobs.energy_kwh[index]))
+
+
+def _record(jobs: Jobs, index: int, policy: str, decision: Decision, ready_s: float, deadline_s: float,
+            start_s: float, intensity: Series, used_solar: Series | None,
+            baselines: list[tuple[float | None, float | None]] | None) -> JobRecord:
+    job = _job(jobs, index)
+    started = from_epoch_s(start_s)
+    return account(
+        job_id=str(jobs.job_id[index]), policy=policy, reason=str(decision.reason), ready_at=from_epoch_s(ready_s),
+        deadline=from_epoch_s(deadline_s), started_at=started, ended_at=started + job.duration,
+        energy_kwh=job.energy_kwh, intensity=intensity, solar=used_solar,
+        baseline=baselines[index] if baselines else None)
 
 
 def _run(jobs: Jobs, intensity: Series, policy: str, max_delay: timedelta, settings: PolicySettings,
-         solar: Series | None, forecast_error: float, seed: int,
+         solar: Series | None, seen: Foresight | None,
          baselines: list[tuple[float | None, float | None]] | None) -> list[JobRecord]:
-    rng = np.random.default_rng(seed)
+    """Each job planned once, when it becomes ready."""
     budget = SolarBudget(solar) if solar is not None else None
-    blurred = forecast_error > 0 and policy in ("threshold", "forecast")
     max_delay_s = max_delay.total_seconds()
     records: list[JobRecord | None] = [None] * len(jobs)
     for index in np.argsort(jobs.ready_epoch_s, kind="stable"):
-        ready_s, duration_s = int(jobs.ready_epoch_s[index]), float(jobs.duration_s[index])
-        deadline_s = min(ready_s + max_delay_s, intensity.end_epoch_s - duration_s)
-        seen = (noisy_forecast(intensity, ready_s, deadline_s + duration_s, forecast_error, rng)
-                if blurred else intensity)
-        job = Job(timedelta(seconds=duration_s), float(jobs.energy_kwh[index]))
+        ready_s, deadline_s, job = int(jobs.ready_epoch_s[index]), _deadline_s(jobs, index, intensity, max_delay_s), \
+            _job(jobs, index)
+        view = seen.per_job(ready_s, deadline_s + job.duration_s) if seen is not None else intensity
         decision = decide(policy, now=from_epoch_s(ready_s), deadline=from_epoch_s(deadline_s), job=job,
-                          intensity=seen, settings=settings,
-                          solar=budget.remaining(ready_s, deadline_s + duration_s) if budget else None)
+                          intensity=view, settings=settings,
+                          solar=budget.remaining(ready_s, deadline_s + job.duration_s) if budget else None)
         start_s = decision.start.timestamp()
-        used_solar = budget.take(start_s, start_s + duration_s, job.power_kw) if budget else None
-        records[index] = account(
-            job_id=str(jobs.job_id[index]), policy=policy, reason=str(decision.reason), ready_at=decision.now,
-            deadline=decision.deadline, started_at=decision.start, ended_at=decision.start + job.duration,
-            energy_kwh=job.energy_kwh, intensity=intensity, solar=used_solar,
-            baseline=baselines[index] if baselines else None)
+        used_solar = budget.take(start_s, start_s + job.duration_s, job.power_kw) if budget else None
+        records[index] = _record(jobs, index, policy, decision, ready_s, deadline_s, start_s, intensity, used_solar,
+                                 baselines)
     return records
+
+
+def _run_refreshing(jobs: Jobs, intensity: Series, policy: str, max_delay: timedelta, settings: PolicySettings,
+                    solar: Series | None, seen: Foresight,
+                    baselines: list[tuple[float | None, float | None]] | None, refresh: timedelta) -> list[JobRecord]:
+    """Each job planned when ready and again at every refresh while it waits, in time order for all jobs.
+
+    A job starts at a plan's start when that comes before the next refresh. Every job planned at one instant
+    sees the same forecast.
+    """
+    budget = SolarBudget(solar) if solar is not None else None
+    max_delay_s, refresh_s = max_delay.total_seconds(), int(refresh.total_seconds())
+    deadlines_s = np.array([_deadline_s(jobs, i, intensity, max_delay_s) for i in range(len(jobs))])
+    records: list[JobRecord | None] = [None] * len(jobs)
+    order = collections.deque(int(i) for i in np.argsort(jobs.ready_epoch_s, kind="stable"))
+    waiting: list[int] = []
+    tick_s = 0
+
+    def plan(index: int, now_s: int) -> Decision:
+        job = _job(jobs, index)
+        deadline_s = float(deadlines_s[index])
+        return decide(policy, now=from_epoch_s(now_s), deadline=from_epoch_s(deadline_s), job=job,
+                      intensity=seen.shared(now_s), settings=settings,
+                      solar=budget.remaining(now_s, deadline_s + job.duration_s) if budget else None)
+
+    def start(index: int, decision: Decision) -> None:
+        start_s = decision.start.timestamp()
+        duration_s = float(jobs.duration_s[index])
+        used = budget.take(start_s, start_s + duration_s, float(jobs.energy_kwh[index]) * 3600.0 / duration_s) \
+            if budget else None
+        records[index] = _record(jobs, index, policy, decision, float(jobs.ready_epoch_s[index]),
+                                 float(deadlines_s[index]), start_s, intensity, used, baselines)
+
+    while order or waiting:
+        if not waiting:
+            tick_s = (int(jobs.ready_epoch_s[order[0]]) // refresh_s + 1) * refresh_s
+        while order and jobs.ready_epoch_s[order[0]] < tick_s:
+            index = order.popleft()
+            decision = plan(index, int(jobs.ready_epoch_s[index]))
+            if decision.start.timestamp() < tick_s:
+                start(index, decision)
+            else:
+                waiting.append(index)
+        if waiting:
+            waiting = _replan(waiting, tick_s, refresh_s, plan, start, batched=policy == "forecast" and not budget,
+                              jobs=jobs, deadlines_s=deadlines_s)
+            tick_s += refresh_s
+    return records
+
+
+def _replan(waiting: list[int], now_s: int, refresh_s: int, plan, start, *, batched: bool, jobs: Jobs,
+            deadlines_s: np.ndarray) -> list[int]:
+    """Plan the waiting jobs again at ``now_s``; start those whose plan comes before the next refresh.
+
+    For the ``forecast`` policy without solar, jobs of one duration and energy differ only in their deadline,
+    and "starts before the next refresh" holds for every deadline up to some point (a later deadline only adds
+    windows to choose from, and the best of them lies before the next refresh for all those jobs alike), so a
+    bisection over the deadlines plans a few jobs, not all.
+    """
+    still: list[int] = []
+    next_s = now_s + refresh_s
+    ordered = sorted(waiting, key=lambda i: (jobs.duration_s[i], jobs.energy_kwh[i], deadlines_s[i]))
+    if not batched:
+        for index in ordered:
+            decision = plan(index, now_s)
+            (start(index, decision) if decision.start.timestamp() < next_s else still.append(index))
+        return still
+    groups: dict[tuple[float, float], list[int]] = {}
+    for index in ordered:
+        groups.setdefault((float(jobs.duration_s[index]), float(jobs.energy_kwh[index])), []).append(index)
+    for group in groups.values():
+        soon = [i for i in group if deadlines_s[i] < next_s]
+        later = [i for i in group if deadlines_s[i] >= next_s]
+        for index in soon:
+            start(index, plan(index, now_s))
+        low, high, found = 0, len(later), None  # later[:low] start before the next refresh; later[high:] do not
+        if later:  # most refreshes start none or all of a group: settle those with one plan or two
+            first = plan(later[0], now_s)
+            if first.start.timestamp() >= next_s:
+                high = 0
+            else:
+                low, found = 1, first
+                last = plan(later[-1], now_s) if len(later) > 1 else first
+                if last.start.timestamp() < next_s:
+                    low, found = len(later), last
+        while low < high:
+            middle = (low + high) // 2
+            decision = plan(later[middle], now_s)
+            if decision.start.timestamp() < next_s:
+                low, found = middle + 1, decision
+            else:
+                high = middle
+        for index in later[:low]:
+            start(index, found)
+        still += later[low:]
+    return still

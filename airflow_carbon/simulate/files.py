@@ -17,6 +17,7 @@ from airflow_carbon.planning import DEFAULT_MAX_DELAY, POLICIES, PolicySettings
 from airflow_carbon.signals import Series
 from airflow_carbon.signals.csv import read_intensity_csv, read_solar_csv
 from airflow_carbon.simulate.engine import PolicySummary, simulate
+from airflow_carbon.simulate.foresight import NOISE, PERFECT, parse_forecast
 from airflow_carbon.simulate.jobs import Jobs, read_jobs_csv
 from airflow_carbon.simulate.report import summaries, table
 
@@ -45,6 +46,18 @@ def parse_forecast_error(text: str) -> float:
     return value
 
 
+#: How often a waiting job is planned again in the CLI, as the trigger does.
+DEFAULT_REFRESH = timedelta(minutes=15)
+
+
+def forecast_label(forecast: str, forecast_error: float) -> str:
+    """The one name of what the planners saw: ``--forecast-error 5%`` is ``noise:5%``."""
+    name, error = parse_forecast(forecast)
+    if forecast_error > 0 and name == PERFECT:
+        name, error = NOISE, forecast_error
+    return f"{NOISE}:{error:.4g}" if name == NOISE else name
+
+
 @dataclass(frozen=True)
 class Simulation:
     """What ``simulate_files`` read and computed: the inputs, every job's record per policy, the summaries."""
@@ -56,17 +69,21 @@ class Simulation:
     rows: list[PolicySummary]
 
     def inputs(self, jobs: Path | str, carbon: Path | str, solar: Path | str | None, max_delay: timedelta,
-               forecast_error: float) -> dict[str, Any]:
-        """The ``inputs`` block of the JSON report."""
+               forecast_error: float, forecast: str = PERFECT, refresh: timedelta | None = None) -> dict[str, Any]:
+        """The ``inputs`` block of the JSON report; ``refresh_s`` is None when jobs are planned once."""
         return {"jobs": str(jobs), "carbon": str(carbon), "solar": str(solar) if solar else None,
                 "region": self.intensity.region, "max_delay_s": max_delay.total_seconds(),
-                "forecast_error": forecast_error, "estimated": self.intensity.estimated}
+                "forecast_error": forecast_error, "estimated": self.intensity.estimated,
+                "forecaster": forecast_label(forecast, forecast_error),
+                "refresh_s": refresh.total_seconds() if refresh else None}
 
-    def headline(self, carbon: Path | str, max_delay: timedelta, forecast_error: float) -> str:
+    def headline(self, carbon: Path | str, max_delay: timedelta, forecast_error: float, forecast: str = PERFECT,
+                 refresh: timedelta | None = None) -> str:
         """The line the table is printed under."""
         return (f"{len(self.jobs)} jobs, {self.intensity.region} carbon from {carbon}, max delay {max_delay}, "
-                f"forecast error {forecast_error:.0%}" + (" (carbon series has estimated values)"
-                                                          if self.intensity.estimated else ""))
+                f"forecast {forecast_label(forecast, forecast_error)}, "
+                f"{f're-planned every {refresh}' if refresh else 'planned once'}"
+                + (" (carbon series has estimated values)" if self.intensity.estimated else ""))
 
     def table(self) -> str:
         return table(self.rows, with_solar=self.solar is not None)
@@ -76,8 +93,9 @@ def simulate_files(jobs: Path | str, carbon: Path | str, solar: Path | str | Non
                    region: str | None = None, policies: Sequence[str] = tuple(POLICIES),
                    max_delay: timedelta = DEFAULT_MAX_DELAY, settings: PolicySettings | None = None,
                    forecast_error: float = 0.0, seed: int = 0,
-                   job_duration: timedelta = DEFAULT_JOB_DURATION) -> Simulation:
-    """Read the files and replay the jobs with each policy.
+                   job_duration: timedelta = DEFAULT_JOB_DURATION, forecast: str = PERFECT,
+                   refresh: timedelta | None = None) -> Simulation:
+    """Read the files and replay the jobs with each policy; ``forecast`` and ``refresh`` as in ``simulate``.
 
     :raises SignalDataError: a file is not what it should be (the message names file, line and column).
     :raises ValueError: an option is out of range.
@@ -89,5 +107,5 @@ def simulate_files(jobs: Path | str, carbon: Path | str, solar: Path | str | Non
     solar_series = read_solar_csv(solar) if solar else None
     results = simulate(job_stream, intensity, list(policies), max_delay=max_delay,
                        settings=settings or PolicySettings(), solar=solar_series, forecast_error=forecast_error,
-                       seed=seed)
+                       seed=seed, forecast=forecast, refresh=refresh)
     return Simulation(job_stream, intensity, solar_series, results, summaries(results))
