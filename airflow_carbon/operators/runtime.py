@@ -92,6 +92,7 @@ class CarbonTaskRun:
 
     ``check_files`` is true until the first decision of a task instance that has made none yet:
     that decision refuses a missing or malformed source file instead of falling back from it.
+    ``replay_told``: the task's log has said once that its signal is recorded data replayed onto today.
     """
 
     task_id: str
@@ -101,6 +102,7 @@ class CarbonTaskRun:
     deadline: datetime
     sources: list[SourceRef]
     check_files: bool = False
+    replay_told: bool = False
 
     @classmethod
     def start(cls, task: Any, context: Any, settings: CarbonSettings) -> CarbonTaskRun:
@@ -152,6 +154,11 @@ class CarbonTaskRun:
                                  refuse=self._refuse_bad_file if self.check_files else None)
             solar = site_solar.read_solar(self.solar, now, self.deadline + self.job.duration, self.deadline)
         self.check_files = False
+        if reading.series is not None and reading.series.replayed and not self.replay_told:
+            self.replay_told = True
+            log.warning("carbon: task %r plans on %s: recorded data replayed onto today, not a forecast of today's "
+                        "grid; name a live source (the source setting or [carbon] source) to plan on the real grid",
+                        self.task_id, reading.series.source)
         decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job,
                           intensity=reading.series, solar=solar.free, settings=self.settings.policy_settings())
         return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources),

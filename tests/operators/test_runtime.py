@@ -287,3 +287,13 @@ def test_a_retry_while_the_store_is_down_keeps_the_first_tries_deadline_from_the
     rows = stored()
     assert [row.try_number for row in rows] == [1, 2] and {row.ready_at for row in rows} == {first.ready_at}
     assert CarbonMetricsHook().spool().pending() == []
+
+
+def test_a_task_on_replayed_data_says_so_once_in_its_log(env, caplog):
+    ti = FakeTaskInstance()
+    run = CarbonTaskRun.start(FakeTask(ti.task_id), {"ti": ti}, resolve(ti.task_id, {"region": "DE"}))
+    with caplog.at_level("WARNING", logger="airflow_carbon.operators.runtime"):
+        run.decide_now()
+        run.decide_now()  # a sensor's next poke, a re-plan: said once
+    told = [r.getMessage() for r in caplog.records if "replayed onto today" in r.getMessage()]
+    assert len(told) == 1 and "'summarize'" in told[0] and "replay of" in told[0] and "de_ci.csv" in told[0]
