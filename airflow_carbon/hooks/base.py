@@ -6,6 +6,7 @@ through the registry (``airflow_carbon.signals.source``) and never need a hook.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from airflow.sdk import BaseHook
@@ -31,6 +32,21 @@ class SourceConnectionHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
         setattr(self, self.conn_name_attr, self.conn_id)
 
+    @staticmethod
+    def run_check(check: Callable[[], Awaitable[str]]) -> tuple[bool, str]:
+        """A connection test's answer: the line ``check`` returns, or the error; the loop's clients closed."""
+
+        async def checked() -> str:
+            try:
+                return await check()
+            finally:
+                await aclose_clients()
+
+        try:
+            return True, run_sync(checked())
+        except Exception as error:
+            return False, str(error)
+
 
 class SignalSourceHook(SourceConnectionHook):
     """A hook whose connection names a carbon-intensity source."""
@@ -45,16 +61,10 @@ class SignalSourceHook(SourceConnectionHook):
 
     def test_connection(self) -> tuple[bool, str]:
         async def check() -> str:
-            try:
-                source = await self.asource()
-                if hasattr(source, "describe"):
-                    return await source.describe()
-                series = await source.aseries(utcnow(), timedelta(0))
-                return f"{series.region}: {len(series)} values every {series.period_s} s from {series.source}"
-            finally:
-                await aclose_clients()
+            source = await self.asource()
+            if hasattr(source, "describe"):
+                return await source.describe()
+            series = await source.aseries(utcnow(), timedelta(0))
+            return f"{series.region}: {len(series)} values every {series.period_s} s from {series.source}"
 
-        try:
-            return True, run_sync(check())
-        except Exception as error:
-            return False, str(error)
+        return self.run_check(check)

@@ -11,8 +11,6 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.hooks.base import SourceConnectionHook
 from airflow_carbon.hooks.sources import aopen_solar
 from airflow_carbon.signals.series import Series
-from airflow_carbon.signals.services.http import run_sync
-from airflow_carbon.signals.services.pool import aclose_clients
 from airflow_carbon.signals.solar import SolarSource, describe_forecast
 from airflow_carbon.signals.source import SourceRef
 
@@ -35,22 +33,16 @@ class SolarSourceHook(SourceConnectionHook):
         """Reads the forecast and says its peak and span (and reads the measured log when there is one)."""
 
         async def check() -> str:
-            try:
-                source = await self.asource()
-                describe = getattr(source, "describe", None)
-                now = utcnow()
-                line = await describe() if describe else describe_forecast(await source.aforecast(now, TEST_HORIZON))
-                if source.measures:
-                    measured = await source.ameasured(now - timedelta(hours=1), now)
-                    line += f"; measured: {len(measured) if measured else 0} values in the last hour"
-                return line
-            finally:
-                await aclose_clients()
+            source = await self.asource()
+            describe = getattr(source, "describe", None)
+            now = utcnow()
+            line = await describe() if describe else describe_forecast(await source.aforecast(now, TEST_HORIZON))
+            if source.measures:
+                measured = await source.ameasured(now - timedelta(hours=1), now)
+                line += f"; measured: {len(measured) if measured else 0} values in the last hour"
+            return line
 
-        try:
-            return True, run_sync(check())
-        except Exception as error:
-            return False, str(error)
+        return self.run_check(check)
 
 
 class ForecastSolarHook(SolarSourceHook):

@@ -37,21 +37,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, RecordedRequest
 
 FS_API_KEY = "FakeFsKey0123456"
 _KEY = re.compile(r"[A-Za-z0-9]{16}")
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _ROUTE = re.compile(rf"/(?:(?P<key>[^/]+)/)?estimate/(?P<lat>{_NUMBER})/(?P<lon>{_NUMBER})/(?P<dec>{_NUMBER})/"
                     rf"(?P<az>{_NUMBER})/(?P<kwp>{_NUMBER})")
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names in lower case
 
 
 @dataclass
