@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from airflow_carbon.errors import CarbonError
 from airflow_carbon.forecasting.methods import (
     SECONDS_PER_DAY,
     ForecastError,
@@ -25,7 +24,7 @@ INTERVAL_DAYS = 14
 INTERVAL_ORIGINS_PER_DAY = 4
 
 
-class ForecasterError(CarbonError, ForecastError):
+class ForecasterError(ForecastError):
     """An unknown forecaster or a history it cannot forecast from; the message names which and why."""
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from airflow_carbon.errors import CarbonError
+
 SECONDS_PER_DAY = 86_400
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 #: ``seasonal``: how many recent days make the daily profile, and weeks the weekly one.
@@ -31,7 +33,7 @@ MODEL_DECAYS_S = (1800.0, 3 * 3600.0, 12 * 3600.0)
 MODEL_LEAD_BUCKETS_S = (3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 24 * 3600.0)
 
 
-class ForecastError(ValueError):
+class ForecastError(CarbonError, ValueError):
     """A forecast that cannot be made from the history given (too short, wrong grid)."""
 
 
