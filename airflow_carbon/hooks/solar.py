@@ -11,8 +11,8 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.hooks.base import SourceConnectionHook
 from airflow_carbon.hooks.sources import aopen_solar
 from airflow_carbon.signals.series import Series
-from airflow_carbon.signals.solar import SolarSource, describe_forecast
-from airflow_carbon.signals.source import SourceRef
+from airflow_carbon.signals.solar import describe_forecast
+from airflow_carbon.signals.source import SolarSource, SourceRef
 
 #: How far ahead the connection test reads.
 TEST_HORIZON = timedelta(hours=24)

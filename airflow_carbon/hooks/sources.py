@@ -17,8 +17,16 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.services.http import run_sync
 from airflow_carbon.signals.services.pool import aclose_clients
-from airflow_carbon.signals.solar import SolarSource
-from airflow_carbon.signals.source import Loader, Reading, Refuse, SourceConfig, SourceRef, aopen, aread_first
+from airflow_carbon.signals.source import (
+    Loader,
+    Reading,
+    Refuse,
+    SolarSource,
+    SourceConfig,
+    SourceRef,
+    aopen,
+    aread_first,
+)
 
 T = TypeVar("T")
 

@@ -24,13 +24,12 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    literal_column,
     or_,
     select,
 )
 
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, DERIVED_FIELDS, RUN_FIELDS, WAITING_FIELDS
-from airflow_carbon.metrics.schema import TABLE
+from airflow_carbon.metrics.schema import TABLE, utc_day
 from airflow_carbon.metrics.store import row_dict
 
 if TYPE_CHECKING:  # metrics.solar imports this module
@@ -80,14 +79,6 @@ def _day_start(day: date) -> datetime:
 
 
 # -- expressions ---------------------------------------------------------------------------------
-
-def _utc_day(column: ColumnElement[Any], dialect_name: str) -> ColumnElement[str]:
-    """The UTC day of an instant as ``YYYY-MM-DD`` text (SQLite holds naive UTC, PostgreSQL timestamptz)."""
-    # Literals, not bound parameters: the same expression must read the same in SELECT and GROUP BY.
-    if dialect_name == "postgresql":
-        return func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column("'YYYY-MM-DD'"))
-    return func.strftime(literal_column("'%Y-%m-%d'"), column)
-
 
 #: When a completed try counts for a day: when it started (its emissions), else when it became ready.
 _run_at = func.coalesce(T.started_at, T.ready_at)
@@ -167,7 +158,7 @@ def history(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | 
             ) -> list[dict[str, Any]]:
     """Completed tries per DAG and UTC day (the day each started): counts, energy (on-site solar and grid),
     emissions and savings."""
-    day = _utc_day(_run_at, engine.dialect.name).label("day")
+    day = utc_day(_run_at, engine.dialect.name).label("day")
     query = (
         select(
             T.dag_id, day,
@@ -225,7 +216,7 @@ def solar(engine: Engine, ledger: SolarLedger, dag_ids: Collection[str] | None, 
     """
     filters = filters or Filters()
     named = replace(filters, start=None, end=None)
-    day = _utc_day(_run_at, engine.dialect.name).label("day")
+    day = utc_day(_run_at, engine.dialect.name).label("day")
     tries = (select(T.site, day, func.count().label("tasks_run"), _total(T.solar_kwh).label("solar_kwh"),
                     _total(T.grid_kwh).label("grid_kwh"))
              .where(T.state == COMPLETED, T.site.is_not(None), *_where(dag_ids, filters))

@@ -11,7 +11,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Dialect, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    literal_column,
+)
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from airflow_carbon.metrics.record import FIELD_NAMES, FIELD_PHASES, FIELD_TYPES, KEY_FIELDS
@@ -89,3 +104,11 @@ SOLAR_OUTPUT = Table(
     Column("basis", String(16), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+
+def utc_day(column: ColumnElement[Any], dialect_name: str) -> ColumnElement[str]:
+    """The UTC day of an instant as ``YYYY-MM-DD`` text (SQLite holds naive UTC, PostgreSQL timestamptz)."""
+    # Literals, not bound parameters: the same expression must read the same in SELECT and GROUP BY.
+    if dialect_name == "postgresql":
+        return func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column("'YYYY-MM-DD'"))
+    return func.strftime(literal_column("'%Y-%m-%d'"), column)

@@ -28,9 +28,8 @@ from sqlalchemy.sql import ColumnElement, Insert
 from airflow_carbon.accounting.solar import interval_means, reservable_kw, shared_kw, slot_grid
 from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
-from airflow_carbon.metrics.queries import _utc_day
 from airflow_carbon.metrics.record import KEY_FIELDS, TaskTryKey
-from airflow_carbon.metrics.schema import SOLAR_OUTPUT, SOLAR_RESERVATION, SOLAR_SITE
+from airflow_carbon.metrics.schema import SOLAR_OUTPUT, SOLAR_RESERVATION, SOLAR_SITE, utc_day
 from airflow_carbon.metrics.store import MetricsStore
 from airflow_carbon.signals import SOLAR_UNIT, Series
 from airflow_carbon.signals.series import Kind, from_epoch_s, to_epoch_s
@@ -181,7 +180,7 @@ class SolarLedger:
         """Per site and UTC day from ``since``: the output (kWh), its measured part and the solar tries used."""
         since = from_epoch_s(_epoch_s("since", since))
         dialect = self.engine.dialect.name
-        output_day, used_day = _utc_day(OUT.slot_start, dialect), _utc_day(RES.slot_start, dialect)
+        output_day, used_day = utc_day(OUT.slot_start, dialect), utc_day(RES.slot_start, dialect)
         kwh = SLOT_S / 3600.0
         outputs = (select(OUT.site, output_day, func.sum(OUT.output_kw),
                           func.sum(case((OUT.basis == MEASURED, OUT.output_kw), else_=0.0)))

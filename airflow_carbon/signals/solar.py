@@ -1,4 +1,4 @@
-"""On-site solar (PV) as a second signal beside the grid's: what a solar source is, and the CSV kind of it.
+"""On-site solar (PV) as a second signal beside the grid's: the CSV kind of solar source (the protocol is in source.py).
 
 A solar source says what a site's panels will give (a forecast in kW, night being 0 kW, not a gap) and,
 when something logs them, what they gave (measured kW). Sources register with ``quantity = "solar"``
@@ -23,7 +23,7 @@ import bisect
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -50,27 +50,6 @@ PROFILE_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FORECAST_TIME = ("timestamp",)
 _PROFILE_TIME = ("time",)
 _LOG_POWER = ("solar_kw", "solar_kw_available")
-
-
-class SolarSource(Protocol):
-    """A site's solar output, opened: a forecast in kW and, when something logs the panels, what they gave."""
-
-    name: str  #: the ref's name, e.g. ``conn:roof``
-    site: str  #: the site whose panels it describes: the extra's ``site``, else the connection id
-    peak_kw: float | None  #: the panels' peak power, when known
-    measures: bool  #: it has measured output for the past
-    min_refresh_s: float  #: read the forecast no more often than this (a service's rate limit); 0: any time
-
-    async def aforecast(self, now: datetime, horizon: timedelta) -> Series:
-        """Site output in kW (``SOLAR_UNIT``, region = site, kind ``forecast``), covering at least
-        ``[now, now + horizon)`` where known; night is 0 kW, not a gap."""
-        ...
-
-    async def ameasured(self, start: datetime, end: datetime) -> Series | None:
-        """Measured output in kW (kind ``measured``) over what of ``[start, end)`` was logged; None when the
-        source measures nothing or nothing of it was logged. Raises ``SignalDataError`` (naming the file and
-        line) when the log is configured but unreadable."""
-        ...
 
 
 def describe_forecast(series: Series) -> str:
@@ -292,5 +271,5 @@ class CsvSolarSource:
         return await asyncio.to_thread(read_solar_log, self.measured_path, start, end, self.site)
 
 
-__all__ = ["PROFILE_EPOCH", "CsvSolarSource", "SolarSource", "describe_forecast", "read_solar_forecast",
+__all__ = ["PROFILE_EPOCH", "CsvSolarSource", "describe_forecast", "read_solar_forecast",
            "read_solar_log", "read_solar_profile"]

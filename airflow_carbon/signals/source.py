@@ -21,7 +21,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from typing import Any, Literal, Protocol, overload
 
 from airflow_carbon.errors import CarbonConfigError
 from airflow_carbon.signals.bundled import BUNDLED_REGIONS, bundled_intensity
@@ -29,9 +29,6 @@ from airflow_carbon.signals.csv import read_intensity_csv
 from airflow_carbon.signals.replay import replay
 from airflow_carbon.signals.series import Series, SignalDataError, to_epoch_s
 from airflow_carbon.units import parse_instant
-
-if TYPE_CHECKING:
-    from airflow_carbon.signals.solar import SolarSource
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +57,27 @@ class SignalSource(Protocol):
 
     async def aseries(self, now: datetime, history: timedelta) -> Series:
         """What is known from ``now`` on, and ``history`` before it."""
+        ...
+
+
+class SolarSource(Protocol):
+    """A site's solar output, opened: a forecast in kW and, when something logs the panels, what they gave."""
+
+    name: str  #: the ref's name, e.g. ``conn:roof``
+    site: str  #: the site whose panels it describes: the extra's ``site``, else the connection id
+    peak_kw: float | None  #: the panels' peak power, when known
+    measures: bool  #: it has measured output for the past
+    min_refresh_s: float  #: read the forecast no more often than this (a service's rate limit); 0: any time
+
+    async def aforecast(self, now: datetime, horizon: timedelta) -> Series:
+        """Site output in kW (``SOLAR_UNIT``, region = site, kind ``forecast``), covering at least
+        ``[now, now + horizon)`` where known; night is 0 kW, not a gap."""
+        ...
+
+    async def ameasured(self, start: datetime, end: datetime) -> Series | None:
+        """Measured output in kW (kind ``measured``) over what of ``[start, end)`` was logged; None when the
+        source measures nothing or nothing of it was logged. Raises ``SignalDataError`` (naming the file and
+        line) when the log is configured but unreadable."""
         ...
 
 
