@@ -98,15 +98,16 @@ def solar_for_event(solar: SolarReading, now: datetime, duration: timedelta) -> 
         forecast = forecast.between(now, now + duration + EVENT_FORECAST_MARGIN)
     return {"solar_served_by": solar.served_by, "solar_forecast": forecast, "solar_failures": solar.failures}
 
-#: Reads the site's forecast from ``now`` for ``horizon`` (a trigger passes one that goes through its cache).
-ForecastLoader = Callable[[SolarSite, datetime, timedelta], Awaitable[Series]]
+#: Reads the site's forecast from ``now`` for ``horizon``, and how long it may be kept (the source's
+#: ``min_refresh_s``); a trigger passes one that goes through its cache.
+ForecastLoader = Callable[[SolarSite, datetime, timedelta], Awaitable[tuple[Series, float]]]
 #: Reads what of a forecast is free in the budget over ``[start, end)``.
 FreeLoader = Callable[[SolarSite, Series, datetime, datetime], Awaitable[Series]]
 
 
-async def aforecast(site: SolarSite, now: datetime, horizon: timedelta) -> Series:
+async def aforecast(site: SolarSite, now: datetime, horizon: timedelta) -> tuple[Series, float]:
     source = await aopen_solar(site.source)
-    return await source.aforecast(now, horizon)
+    return await source.aforecast(now, horizon), source.min_refresh_s
 
 
 async def aledger(site: SolarSite) -> SolarLedger:
@@ -122,7 +123,7 @@ async def aread_solar(site: SolarSite, now: datetime, until: datetime, *, foreca
                       free: FreeLoader = afree) -> SolarReading:
     """The site's free solar over ``[now, until)``; with the budget unreadable, the forecast alone."""
     try:
-        forecast_kw = await forecast(site, now, until - now)
+        forecast_kw, _ = await forecast(site, now, until - now)
     except Exception as error:  # a failing solar source leaves the grid plan standing alone
         log.warning("carbon: solar source %s unavailable: %s", site.source.name, error)
         return SolarReading(None, None, None, (site.failure(site.source.name, error),))

@@ -11,8 +11,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon.clock import utcnow
-from airflow_carbon.hooks.site import NO_SOLAR, SolarSite, afree, aread_solar, solar_for_event
-from airflow_carbon.hooks.sources import aload, aload_first, aopen_solar, within
+from airflow_carbon.hooks.site import NO_SOLAR, SolarSite, aforecast, afree, aread_solar, solar_for_event
+from airflow_carbon.hooks.sources import aload, aload_first, within
 from airflow_carbon.planning import Job, PolicySettings, decide
 from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.cache import shared_cache
@@ -144,23 +144,19 @@ class CarbonWindowTrigger(BaseTrigger):
             return last[0]
 
 
-    async def _cached_forecast(self, site: SolarSite, now: datetime, horizon: timedelta) -> Series:
+    async def _cached_forecast(self, site: SolarSite, now: datetime, horizon: timedelta) -> tuple[Series, float]:
         """The site's forecast through the shared cache: one read per site however many tasks wait on it.
 
         Kept at least as long as its source asks (``min_refresh_s``: Forecast.Solar's free tier allows 12 calls
         an hour), never less than the refresh interval.
         """
         key = ("solar", tuple(sorted(site.source.to_dict().items())))
-
-        async def load() -> tuple[Series, float]:
-            source = await aopen_solar(site.source)
-            return await source.aforecast(now, max(horizon, SOLAR_HORIZON)), source.min_refresh_s
-
         cache = shared_cache()
         last = cache.last_good(key)
         max_age_s = max(self.refresh_s, last[0][1]) if last is not None else self.refresh_s
-        series, _ = await within(cache.get(key, load, max_age_s=max_age_s), (self.deadline - utcnow()).total_seconds())
-        return series
+        return await within(cache.get(key, lambda: aforecast(site, now, max(horizon, SOLAR_HORIZON)),
+                                      max_age_s=max_age_s),
+                            (self.deadline - utcnow()).total_seconds())
 
     async def _cached_free(self, site: SolarSite, forecast: Series, start: datetime, end: datetime) -> Series:
         """What the site's budget leaves over the whole forecast, read once for every task waiting on the site."""

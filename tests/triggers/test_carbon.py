@@ -211,7 +211,7 @@ def test_the_triggers_of_one_site_read_its_forecast_once_for_all(tmp_path, monke
     async def open_source(ref):
         return Source()
 
-    monkeypatch.setattr("airflow_carbon.triggers.carbon.aopen_solar", open_source)
+    monkeypatch.setattr("airflow_carbon.hooks.site.aopen_solar", open_source)
     now = datetime.now(UTC)
     site = {"source": SourceRef.connection("roof", "TEST").to_dict(), "site": "roof",
             "metrics_conn_id": "carbon_metrics_default"}
