@@ -151,23 +151,18 @@ def test_a_carbon_file_over_the_point_limit_is_refused(airflow_api, client):
     assert response.json()["detail"].startswith("carbon file 'ci.csv' has more than 120,000 rows, the limit")
 
 
-def test_a_simulation_past_its_cpu_limit_is_killed_with_413(airflow_api, client, monkeypatch):
-    monkeypatch.setattr(simulation, "SIMULATION_CPU_S", 3)
+@pytest.mark.parametrize(("limit", "seconds", "message"), [
+    ("SIMULATION_CPU_S", 3, "the simulation used more than 3 s of CPU, the limit here"),
+    ("SIMULATION_WALL_S", 1, "the simulation ran longer than 1 s, the limit here"),
+])
+def test_a_simulation_past_its_cpu_or_wall_time_limit_is_killed_with_413(airflow_api, client, monkeypatch, limit,
+                                                                         seconds, message):
+    monkeypatch.setattr(simulation, limit, seconds)
     form = {"policies": "forecast", "max_delay": "48000h", "plots": "false"}
     response = client.post("/carbon/api/simulate", files=slow_simulation(), data=form,
                            headers=as_user(airflow_api, "admin"))
     assert response.status_code == 413
-    assert response.json()["detail"].startswith("the simulation used more than 3 s of CPU, the limit here")
-    assert not worker_processes()
-
-
-def test_a_simulation_past_its_wall_time_is_killed_with_413(airflow_api, client, monkeypatch):
-    monkeypatch.setattr(simulation, "SIMULATION_WALL_S", 1)
-    form = {"policies": "forecast", "max_delay": "48000h", "plots": "false"}
-    response = client.post("/carbon/api/simulate", files=slow_simulation(), data=form,
-                           headers=as_user(airflow_api, "admin"))
-    assert response.status_code == 413
-    assert response.json()["detail"].startswith("the simulation ran longer than 1 s, the limit here")
+    assert response.json()["detail"].startswith(message)
     assert not worker_processes()
 
 
