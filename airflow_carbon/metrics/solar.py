@@ -23,14 +23,14 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlalchemy import Connection, and_, case, delete, func, not_, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql import ColumnElement, Insert
+from sqlalchemy.sql import ColumnElement
 
 from airflow_carbon.accounting.solar import interval_means, reservable_kw, shared_kw, slot_grid
 from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
 from airflow_carbon.metrics.record import KEY_FIELDS, TaskTryKey
 from airflow_carbon.metrics.schema import SOLAR_OUTPUT, SOLAR_RESERVATION, SOLAR_SITE, utc_day
-from airflow_carbon.metrics.store import MetricsStore
+from airflow_carbon.metrics.store import MetricsStore, upsert
 from airflow_carbon.signals import SOLAR_UNIT, Series
 from airflow_carbon.signals.series import Kind, from_epoch_s, to_epoch_s
 
@@ -309,20 +309,9 @@ def _output(slots: np.ndarray, start_s: int, end_s: int, measured: Series | None
 
 # -- statements -----------------------------------------------------------------------------------
 
-def _insert(connection: Connection, table: Any) -> Insert:
-    """The dialect's ``INSERT`` with ``ON CONFLICT`` support."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert(table)
-    from sqlalchemy.dialects.sqlite import insert
-
-    return insert(table)
-
-
 def _lock_site(connection: Connection, site: str, peak_kw: float | None) -> None:
     """Upsert the site's row: on PostgreSQL this locks it until the transaction ends, so writers take turns."""
-    stmt = _insert(connection, SOLAR_SITE).values(site=site, peak_kw=peak_kw, updated_at=utcnow())
+    stmt = upsert(connection.dialect.name, SOLAR_SITE).values(site=site, peak_kw=peak_kw, updated_at=utcnow())
     connection.execute(stmt.on_conflict_do_update(index_elements=["site"], set_={
         "peak_kw": func.coalesce(stmt.excluded.peak_kw, SOLAR_SITE.c.peak_kw),
         "updated_at": stmt.excluded.updated_at}))
@@ -356,7 +345,7 @@ def _per_slot(connection: Connection, site: str, slots: np.ndarray, columns: Ite
 
 def _write_output(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Upsert the site's output per slot; a measured value is never overwritten by a forecast."""
-    stmt = _insert(connection, SOLAR_OUTPUT)
+    stmt = upsert(connection.dialect.name, SOLAR_OUTPUT)
     keep = and_(SOLAR_OUTPUT.c.basis == MEASURED, stmt.excluded.basis != MEASURED)
     connection.execute(stmt.on_conflict_do_update(index_elements=["site", "slot_start"], set_={
         "output_kw": case((keep, SOLAR_OUTPUT.c.output_kw), else_=stmt.excluded.output_kw),
@@ -378,7 +367,7 @@ def _stored_output(connection: Connection, site: str, slots: np.ndarray) -> tupl
 
 def _write_used(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Upsert a try's rows with the draw and solar it really had; a reservation's ``reserved_kw`` stays."""
-    stmt = _insert(connection, SOLAR_RESERVATION)
+    stmt = upsert(connection.dialect.name, SOLAR_RESERVATION)
     connection.execute(stmt.on_conflict_do_update(
         index_elements=["site", "slot_start", *KEY_FIELDS],
         set_={name: stmt.excluded[name] for name in ("draw_kw", "used_kw", "updated_at")}), rows)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Engine,
+    Table,
     case,
     create_engine,
     event,
@@ -73,16 +74,16 @@ def _check_dialect(name: str, where: str) -> None:
         )
 
 
-def upsert(dialect_name: str) -> Insert:
-    """The dialect's ``INSERT`` with ``ON CONFLICT`` support, so concurrent writers never race."""
+def upsert(dialect_name: str, table: Table = TABLE) -> Insert:
+    """The dialect's ``INSERT`` into ``table`` with ``ON CONFLICT`` support, so concurrent writers never race."""
     if dialect_name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(TABLE)
+        return sqlite_insert(table)
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        return postgresql_insert(TABLE)
+        return postgresql_insert(table)
     _check_dialect(dialect_name, "upsert")
     raise AssertionError("unreachable")
 
