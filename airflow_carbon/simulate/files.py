@@ -94,8 +94,12 @@ def simulate_files(jobs: Path | str, carbon: Path | str, solar: Path | str | Non
                    max_delay: timedelta = DEFAULT_MAX_DELAY, settings: PolicySettings | None = None,
                    forecast_error: float = 0.0, seed: int = 0,
                    job_duration: timedelta = DEFAULT_JOB_DURATION, forecast: str = PERFECT,
-                   refresh: timedelta | None = None) -> Simulation:
+                   refresh: timedelta | None = None, max_missing_periods: int = 0) -> Simulation:
     """Read the files and replay the jobs with each policy; ``forecast`` and ``refresh`` as in ``simulate``.
+
+    ``max_missing_periods`` is passed to ``read_intensity_csv``: it fills carbon gaps of at most that many
+    periods by linear interpolation and marks the series estimated; 0 refuses every gap. The solar reader
+    takes no such option, so a gap in the solar file is always refused.
 
     :raises SignalDataError: a file is not what it should be (the message names file, line and column).
     :raises ValueError: an option is out of range.
@@ -103,7 +107,7 @@ def simulate_files(jobs: Path | str, carbon: Path | str, solar: Path | str | Non
     if job_duration <= timedelta(0):
         raise ValueError("--job-duration must be positive")
     job_stream = read_jobs_csv(jobs, default_duration=job_duration)
-    intensity = read_intensity_csv(carbon, region)
+    intensity = read_intensity_csv(carbon, region, max_missing_periods=max_missing_periods)
     solar_series = read_solar_csv(solar) if solar else None
     results = simulate(job_stream, intensity, list(policies), max_delay=max_delay,
                        settings=settings or PolicySettings(), solar=solar_series, forecast_error=forecast_error,

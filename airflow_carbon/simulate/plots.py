@@ -1,5 +1,7 @@
 """The seed experiment's seven figures, comparing every simulated policy with the immediate baseline.
 
+The two solar figures are drawn only when a solar series was given: without one they would be empty.
+
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg canvas: nothing
 goes through pyplot, so no backend is switched, no global figure registry fills up and each
 figure is freed once written. The data behind each figure comes from a small pure function
@@ -253,7 +255,7 @@ def plot_co2(figure: Figure, ax: Axes, results: Results, intensity: Series, sola
 
 
 def plot_solar_profile(figure: Figure, ax: Axes, results: Results, intensity: Series, solar: Series | None) -> None:
-    """The on-site power the jobs could share; an explicit note instead of a missing file without it."""
+    """The on-site power the jobs could share; a note in place of the curve without solar data."""
     start, end = time_span(results, intensity)
     ax.set_title("On-site solar power available")
     ax.set_ylabel("solar power (kW)")
@@ -281,7 +283,8 @@ def plot_solar_energy_used(figure: Figure, ax: Axes, results: Results, solar: Se
 
 
 def write_plots(results: Results, intensity: Series, solar: Series | None, out_dir: Path) -> list[Path]:
-    """Write the seven PNG figures into ``out_dir`` (created) and return their paths, always all seven."""
+    """Write the PNG figures into ``out_dir`` (created) and return their paths: all seven with solar, and
+    without it the five that do not show solar (the two solar ones would hold nothing but a note)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = colors(list(results))
@@ -291,9 +294,10 @@ def write_plots(results: Results, intensity: Series, solar: Series | None, out_d
         "grid_intensity": lambda f, a: plot_grid_intensity(f, a, results, intensity, palette),
         "intensity_at_execution": lambda f, a: plot_intensity_at_execution(f, a, results, intensity, palette),
         "co2_baseline_vs_scheduled": lambda f, a: plot_co2(f, a, results, intensity, solar, palette),
-        "solar_profile": lambda f, a: plot_solar_profile(f, a, results, intensity, solar),
-        "solar_energy_used": lambda f, a: plot_solar_energy_used(f, a, results, solar, palette),
     }
+    if solar is not None:
+        drawers["solar_profile"] = lambda f, a: plot_solar_profile(f, a, results, intensity, solar)
+        drawers["solar_energy_used"] = lambda f, a: plot_solar_energy_used(f, a, results, solar, palette)
     paths = []
     for name, draw in drawers.items():
         figure, ax = _new_figure()

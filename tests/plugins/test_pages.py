@@ -42,6 +42,7 @@ STATIC = PLUGIN / "static"
 TEMPLATES = PLUGIN / "templates"
 TOKEN = "page-test-token"
 XSS_TASK = "<script>alert(1)"
+REPLAYED_RUN = "replayed_run"
 PAGES = ["/", "/dag/translate_docs", "/task/translate_docs/scheduled__2025-03-01T00:00:00+00:00/translate?map_index=-1",
          "/simulate"]
 
@@ -212,7 +213,10 @@ def stub_api(*, empty: bool = False) -> APIRouter:
         common = {"planned_start": first["started_at"], "decided_at": _iso(decided), "expected_emissions_now_g": 11.0,
                   "expected_emissions_at_start_g": 8.2}
         retry = first | common | {"try_number": 2, "state": "completed", "failed_sources": ["watttime: GET /v3: 503"]}
-        return [first | common | {"state": "deferred", "started_at": None, "ended_at": None}, retry]
+        deferred = first | common | {"state": "deferred", "started_at": None, "ended_at": None}
+        if run_id == REPLAYED_RUN:  # try 1 planned on the bundled data replayed onto today, try 2 on a live source
+            deferred["signal"], retry["signal"] = "replay of /data/de_ci.csv", "electricitymaps:DE"
+        return [deferred, retry]
 
     @api.get("/intensity")
     def intensity(source: str = "", region: str = "", start: str = "", end: str = "") -> dict[str, Any]:
@@ -582,3 +586,15 @@ def test_the_browser_renders_the_decision_of_every_try(live_url):
         r"<dt>Solar source</dt><dd[^>]*>conn:inverter</dd>", dom)
     assert re.search(r"<dt>Solar figure from</dt><dd[^>]*>the site's measured output</dd>", dom)
     assert "<canvas" in dom and "<script>alert(1)" not in dom
+
+
+def test_the_decision_page_marks_a_try_that_planned_on_replayed_data(live_url):
+    dom = dump_dom(f"{live_url}/task/summarize_logs/{REPLAYED_RUN}/summarize?map_index=-1")
+    tries = {re.search(r"<h2>Try (\d+)", panel).group(1): panel
+             for panel in dom.split('<section class="panel">') if re.search(r"<h2>Try \d+", panel)}
+    assert set(tries) == {"1", "2"}, dom
+    assert re.search(r'<span class="badge warn replayed" title="The plan used recorded past data '
+                     r'\(/data/de_ci.csv\) shifted onto today, not a forecast[^"]*">replayed data</span>', tries["1"])
+    assert re.search(r"<dt>Signal</dt><dd[^>]*>replay of /data/de_ci.csv</dd>", tries["1"])
+    assert "replayed data" not in tries["2"]
+    assert re.search(r"<dt>Signal</dt><dd[^>]*>electricitymaps:DE</dd>", tries["2"])

@@ -245,6 +245,20 @@ export function reasonText(reason, state, failedSources) {
   }
 }
 
+/** How a record's ``signal`` names a series replayed onto today (signals/replay.py writes it). */
+const REPLAY_PREFIX = "replay of ";
+
+/** A "replayed data" badge for a record whose plan used recorded past data shifted onto today; null otherwise. */
+export function replayedBadge(signal) {
+  if (typeof signal !== "string" || !signal.startsWith(REPLAY_PREFIX)) return null;
+  const origin = signal.slice(REPLAY_PREFIX.length);
+  return el("span", {
+    class: "badge warn replayed",
+    title: `The plan used recorded past data (${origin}) shifted onto today, not a forecast of today's grid: `
+      + "its emissions and savings are illustrations, not measurements.",
+  }, "replayed data");
+}
+
 /** What the series' own flags say about it, for the chart's note. */
 export function signalCaveats(series) {
   const notes = [];

@@ -2,7 +2,7 @@
 
 import {
   api, clear, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, kwh, parseTime, pct, reasonText,
-  segment, signalCaveats, text, time,
+  replayedBadge, segment, signalCaveats, text, time,
 } from "./common.js";
 import { intensityChart, showEmpty } from "./charts.js";
 
@@ -88,9 +88,11 @@ function record(row) {
 function tryPanel(row) {
   const [stateLabel, tone] = STATES[row.state] || [row.state || "unknown", ""];
   const completed = row.state === "completed" || Boolean(row.ended_at);
+  const replayed = replayedBadge(row.signal);
   return el("section", { class: "panel" },
     el("div", { class: "panel-head" },
-      el("h2", {}, `Try ${text(row.try_number)} `, el("span", { class: `badge ${tone}` }, stateLabel)),
+      el("h2", {}, `Try ${text(row.try_number)} `, el("span", { class: `badge ${tone}` }, stateLabel),
+        replayed ? [" ", replayed] : null),
       el("span", { class: "hint" }, `decided ${time(row.decided_at)}`)),
     el("div", { class: "panel-body" },
       el("p", { class: "reason" }, capitalise(reasonText(row.reason, row.state, row.failed_sources))),
@@ -98,6 +100,7 @@ function tryPanel(row) {
         fact("Policy", text(row.policy)),
         fact("Region", text(row.region)),
         fact("Source", text(row.source)),
+        fact("Signal", text(row.signal), "where the intensity series the plan and the figures use came from"),
         hasSite(row) ? fact("Site", text(row.site), "whose solar panels it shares with other tasks") : null,
         hasSite(row) ? fact("Solar source", text(row.solar_served_by), "the solar source that answered") : null,
         timeFact("Ready at", row.ready_at),
