@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
-from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
+from airflow_carbon.planning import (
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MIN_SAVING_PCT,
+    DEFAULT_REPLAN_MARGIN_PCT,
+    DEFAULT_RISK_AVERSION,
+    DEFAULT_THRESHOLD_G_PER_KWH,
+    POLICIES,
+    PolicySettings,
+)
 from airflow_carbon.signals import SignalDataError
 from airflow_carbon.simulate.files import (
     DEFAULT_JOB_DURATION,
@@ -78,6 +86,17 @@ def policy_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def missing_periods(text: str) -> int:
+    """A whole number of periods, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 def check_input_file(path: Path, what: str) -> None:
     """Refuse, before opening it, an input that is missing, not a regular file (a directory, ``/dev/zero``, a
     pipe) or larger than ``MAX_INPUT_BYTES``: reading one would fail half-way, never end, or fill the memory."""
@@ -106,6 +125,10 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("carbon", type=Path, help="carbon intensity CSV (seed, ENTSO-E or Electricity Maps export)")
     sim.add_argument("--solar", type=Path, help="on-site solar CSV: timestamp, solar_kw_available")
     sim.add_argument("--region", help="region to read from a carbon file that holds several")
+    sim.add_argument("--max-missing-periods", type=missing_periods, default=0, metavar="N",
+                     help="fill each gap in the carbon CSV of at most N missing periods by linear interpolation "
+                          "between the rows either side, and mark the series estimated; a longer gap is still "
+                          "refused. Solar gaps are always refused (default 0: every gap is refused)")
     sim.add_argument("--policy", type=policy_list, default=list(POLICIES), help="comma-separated policies, or all")
     sim.add_argument("--max-delay", type=duration, default=DEFAULT_MAX_DELAY,
                      help="delay budget per job (default %(default)s)")
@@ -114,7 +137,14 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--solar-threshold-kw", type=float, default=None,
                      help="threshold policy: enough solar at or above this kW (default: the job's power; "
                           "the seed used 0.05)")
-    sim.add_argument("--min-saving-pct", type=float, default=0.0, help="forecast policy: wait only to save this much")
+    sim.add_argument("--min-saving-pct", type=float, default=DEFAULT_MIN_SAVING_PCT,
+                     help="forecast policy: wait only to save this much (default %(default)s)")
+    sim.add_argument("--replan-margin-pct", type=float, default=DEFAULT_REPLAN_MARGIN_PCT,
+                     help="forecast policy, with --refresh: a waiting job keeps its planned start unless a new "
+                          "forecast's best beats it by this share (default %(default)s)")
+    sim.add_argument("--risk-aversion", type=float, default=DEFAULT_RISK_AVERSION,
+                     help="forecast policy, with a forecaster: 0..1, how far toward its 90th percentile the forecast "
+                          "is taken when windows are compared (default %(default)s)")
     sim.add_argument("--forecast", type=forecast_name, default="perfect",
                      help="what threshold and forecast plan on: perfect (the real series, a reference), noise:5%% "
                           "(the real series with a random-walk error, a reference), or a forecast from the measured "
@@ -280,11 +310,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
         raise ValueError(f"--plots {str(args.plots)!r}: not a directory")
     settings = PolicySettings(threshold_g_per_kwh=args.threshold, solar_threshold_kw=args.solar_threshold_kw,
-                              min_saving_pct=args.min_saving_pct)
+                              min_saving_pct=args.min_saving_pct, risk_aversion=args.risk_aversion,
+                              replan_margin_pct=args.replan_margin_pct)
     run = simulate_files(args.jobs, args.carbon, args.solar, region=args.region, policies=args.policy,
                          max_delay=args.max_delay, settings=settings, forecast_error=args.forecast_error,
                          seed=args.seed, job_duration=args.job_duration, forecast=args.forecast,
-                         refresh=args.refresh)
+                         refresh=args.refresh, max_missing_periods=args.max_missing_periods)
     if args.json:
         inputs = run.inputs(args.jobs, args.carbon, args.solar, args.max_delay, args.forecast_error, args.forecast,
                             args.refresh)

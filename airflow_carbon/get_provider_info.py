@@ -182,6 +182,17 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "forecast policy: wait only when it saves at least this share of running now.",
                         "default": "0", "type": "string", "example": None, "version_added": "0.1.0",
                     },
+                    "replan_margin_pct": {
+                        "description": ("forecast policy: a waiting task keeps its planned start unless a new "
+                                        "forecast's best start beats it by at least this share."),
+                        "default": "10", "type": "string", "example": None, "version_added": "0.2.0",
+                    },
+                    "risk_aversion": {
+                        "description": ("forecast policy: 0..1, how far toward its 90th percentile a forecaster's "
+                                        "forecast is taken when windows are compared, so an uncertain later window "
+                                        "must beat a near one clearly."),
+                        "default": "0.5", "type": "string", "example": None, "version_added": "0.2.0",
+                    },
                     "threshold_g_per_kwh": {
                         "description": "threshold policy: an intensity at or below this is green.",
                         "default": "250", "type": "string", "example": None, "version_added": "0.1.0",
@@ -204,6 +215,13 @@ def get_provider_info() -> dict[str, Any]:
                         "description": ("threshold policy: on-site solar at or above this kW is enough; empty means "
                                         "the task's own power."),
                         "default": "", "type": "string", "example": None, "version_added": "0.2.0",
+                    },
+                    "forecaster": {
+                        "description": ("What carries a source's series past its end (a CSV of measured history, a "
+                                        "service without forecast access, or beyond its horizon): persistence, "
+                                        "seasonal, model or none. A task's own setting wins, then its source "
+                                        "connection's extra 'forecaster', then this."),
+                        "default": "seasonal", "type": "string", "example": None, "version_added": "0.2.0",
                     },
                     "refresh_interval": {
                         "description": "How often a waiting task re-reads the signal and re-plans.",

@@ -13,7 +13,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_carbon.errors import CarbonConfigError
-from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH, POLICIES, PolicySettings
+from airflow_carbon.forecasting.extend import DEFAULT_FORECASTER, check_forecaster
+from airflow_carbon.planning import (
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MIN_SAVING_PCT,
+    DEFAULT_REPLAN_MARGIN_PCT,
+    DEFAULT_RISK_AVERSION,
+    DEFAULT_THRESHOLD_G_PER_KWH,
+    POLICIES,
+    PolicySettings,
+)
 from airflow_carbon.signals.bundled import BUNDLED_REGIONS
 from airflow_carbon.units import MAX_ENERGY_KWH, parse_duration, parse_instant
 
@@ -35,7 +44,14 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "policy": ("forecast", "immediate, threshold or forecast."),
     "power_kw": ("0.3", "Power drawn by a task that declares neither energy_kwh nor power_kw (estimated)."),
     "expected_duration": ("30min", "How long a task is expected to run, for planning its window."),
-    "min_saving_pct": ("0", "forecast policy: wait only when it saves at least this share of running now."),
+    "min_saving_pct": (f"{DEFAULT_MIN_SAVING_PCT:g}",
+                       "forecast policy: wait only when it saves at least this share of running now."),
+    "replan_margin_pct": (f"{DEFAULT_REPLAN_MARGIN_PCT:g}",
+                          "forecast policy: a waiting task keeps its planned start unless a new forecast's best "
+                          "start beats it by at least this share."),
+    "risk_aversion": (f"{DEFAULT_RISK_AVERSION:g}",
+                      "forecast policy: 0..1, how far toward its 90th percentile a forecaster's forecast is taken "
+                      "when windows are compared, so an uncertain later window must beat a near one clearly."),
     "threshold_g_per_kwh": (f"{DEFAULT_THRESHOLD_G_PER_KWH:g}",
                             "threshold policy: an intensity at or below this is green."),
     "on_unavailable": ("wait", "With no signal: wait (re-try until the deadline) or run at once."),
@@ -43,6 +59,9 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "site": ("", "The site whose panels the task shares; empty means the solar connection's site."),
     "solar_threshold_kw": ("", "threshold policy: on-site solar at or above this kW is enough; empty means the "
                                 "task's own power."),
+    "forecaster": (DEFAULT_FORECASTER, "What carries a source's series past its end (a CSV of measured history, a "
+                   "service without forecast access, or beyond its horizon): persistence, seasonal, model or none. "
+                   "A task's own setting wins, then its source connection's extra 'forecaster', then this."),
     "refresh_interval": ("5min", "How often a waiting task re-reads the signal and re-plans."),
     "metrics_conn_id": ("carbon_metrics_default", "Connection of the metrics store database."),
 }
@@ -122,6 +141,17 @@ def _max_delay(value: Any) -> timedelta:
     return _positive_duration(value)
 
 
+def _fraction(value: Any) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"must lie in [0, 1], got {value!r}")
+    return number
+
+
+def _optional_forecaster(value: Any) -> str | None:
+    return None if value in (None, "") else check_forecaster(value)
+
+
 def _optional_instant(value: Any) -> datetime | None:
     return None if value in (None, "") else parse_instant(value)
 
@@ -147,6 +177,11 @@ class CarbonSettings:
     solar: str | None = None
     site: str | None = None
     solar_threshold_kw: float | None = None
+    forecaster: str | None = None
+    risk_aversion: float = DEFAULT_RISK_AVERSION
+    replan_margin_pct: float = DEFAULT_REPLAN_MARGIN_PCT
+    #: ``[carbon] forecaster``, read once when the settings are resolved: for sources whose connection names none.
+    default_forecaster: str = DEFAULT_FORECASTER
     #: ``[carbon] power_kw``, read once when the settings are resolved: what a task that declares no energy draws.
     assumed_power_kw: float = 0.3
 
@@ -168,7 +203,7 @@ class CarbonSettings:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (durations in seconds), so a trigger carries the settings to the task it resumes."""
-        values = {name: getattr(self, name) for name in (*SETTING_NAMES, "assumed_power_kw")}
+        values = {name: getattr(self, name) for name in (*SETTING_NAMES, "assumed_power_kw", "default_forecaster")}
         return {name: value.total_seconds() if isinstance(value, timedelta) else
                 value.isoformat() if isinstance(value, datetime) else
                 list(value) if isinstance(value, tuple) else value for name, value in values.items()}
@@ -177,12 +212,15 @@ class CarbonSettings:
     def from_json(cls, task_id: str, data: dict[str, Any]) -> CarbonSettings:
         """The inverse of ``to_json``, each value checked again."""
         values = {name: _parse(task_id, name, data.get(name), RESOLVED_PARSERS) for name in SETTING_NAMES}
-        return cls(**values, assumed_power_kw=_parse(task_id, "power_kw", data.get("assumed_power_kw")))
+        default = data.get("default_forecaster") or DEFAULT_FORECASTER  # absent in settings carried by 0.2
+        return cls(**values, assumed_power_kw=_parse(task_id, "power_kw", data.get("assumed_power_kw")),
+                   default_forecaster=_parse(task_id, "forecaster", default))
 
     def policy_settings(self) -> PolicySettings:
         return PolicySettings(threshold_g_per_kwh=self.threshold_g_per_kwh, min_saving_pct=self.min_saving_pct,
                               on_unavailable=self.on_unavailable,  # type: ignore[arg-type]
-                              solar_threshold_kw=self.solar_threshold_kw)
+                              solar_threshold_kw=self.solar_threshold_kw, risk_aversion=self.risk_aversion,
+                              replan_margin_pct=self.replan_margin_pct)
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
@@ -203,6 +241,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "solar": _optional_text,
     "site": _optional_text,
     "solar_threshold_kw": _at_most(MAX_POWER_KW, "kW"),
+    "forecaster": _optional_forecaster,
+    "risk_aversion": _fraction,
+    "replan_margin_pct": _percentage,
 }
 SETTING_NAMES = tuple(PARSERS)
 #: Settings a trigger carries back were resolved, perhaps by an earlier version that took ``max_delay=0``.
@@ -296,11 +337,13 @@ def resolve(task_id: str, given: Mapping[str, Any], default_args: Mapping[str, A
             raw = given[name]
         elif default_args and default_args.get(name) is not None:
             raw = default_args[name]
-        elif name in CONFIG_OPTIONS and name != "power_kw":
+        elif name in CONFIG_OPTIONS and name not in ("power_kw", "forecaster"):  # read below, as defaults
             raw = config_value(name)
         else:
             raw = None
         values[name] = _parse(task_id, name, raw)
     if values["energy_kwh"] is not None and values["power_kw"] is not None:
         raise CarbonSettingsError(f"task {task_id!r}: give energy_kwh or power_kw, not both")
-    return CarbonSettings(**values, assumed_power_kw=_parse(task_id, "power_kw", config_value("power_kw")))
+    default_forecaster = _parse(task_id, "forecaster", config_value("forecaster")) or DEFAULT_FORECASTER
+    return CarbonSettings(**values, assumed_power_kw=_parse(task_id, "power_kw", config_value("power_kw")),
+                          default_forecaster=default_forecaster)

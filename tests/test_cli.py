@@ -249,3 +249,41 @@ def test_a_bad_forecast_or_refresh_is_refused_by_argparse(option, value, says, c
     with pytest.raises(SystemExit):
         main(["simulate", JOBS, CARBON, option, value])
     assert says in capsys.readouterr().err
+
+
+@pytest.fixture
+def carbon_with_a_gap(tmp_path):
+    """The bundled carbon file without its 10th line: one hour missing between lines 9 and 10."""
+    lines = bundled_path("carbon_intensity.csv").read_text().splitlines(keepends=True)
+    path = tmp_path / "carbon_gap.csv"
+    path.write_text("".join(lines[:9] + lines[10:]))
+    return path
+
+
+def test_a_carbon_gap_is_refused_naming_file_and_line_unless_max_missing_periods_lets_it_through(
+        carbon_with_a_gap, capsys):
+    assert main(["simulate", JOBS, str(carbon_with_a_gap), "--policy", "forecast"]) == 2
+    err = one_line_error(capsys)
+    assert f"{carbon_with_a_gap}, line 10, column 'timestamp': gap: 7200 s after" in err and "on line 9" in err
+    assert main(["simulate", JOBS, str(carbon_with_a_gap), "--policy", "forecast", "--max-missing-periods", "1",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["inputs"]["estimated"] is True  # the filled hour is an interpolation, and the report says so
+
+
+def test_a_negative_max_missing_periods_is_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", JOBS, CARBON, "--max-missing-periods", "-1"])
+    assert exit_info.value.code == 2
+    assert "--max-missing-periods: must not be negative, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("solar", "solar_figures"), [([], set()),
+                                                      (["--solar", SOLAR], {"solar_profile.png",
+                                                                            "solar_energy_used.png"})])
+def test_plots_hold_solar_figures_only_when_a_solar_file_is_given(solar, solar_figures, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plots = tmp_path / "plots"
+    assert main(["simulate", JOBS, CARBON, "--policy", "forecast", *solar, "--plots", str(plots)]) == 0
+    written = {path.name for path in plots.iterdir()}
+    assert "grid_intensity.png" in written and {name for name in written if "solar" in name} == solar_figures

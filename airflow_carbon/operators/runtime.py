@@ -18,7 +18,7 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.hooks import site as site_solar
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.hooks.site import SolarSite
-from airflow_carbon.hooks.sources import load_first, open_sources
+from airflow_carbon.hooks.sources import load_first, open_source
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryKey, TaskTryRecord
 from airflow_carbon.planning import Job, decide
 from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, resolve
@@ -47,17 +47,19 @@ def checked_source_refs(task_id: str, settings: CarbonSettings) -> list[SourceRe
         refs = source_refs(settings)
     except SourceError as error:
         raise CarbonSettingsError(f"task {task_id!r}: carbon setting region={settings.region!r}: {error}") from None
+    opened = []
     for ref in refs:
         try:
-            open_sources([ref])
+            opened.append(open_source(ref, settings.forecaster, settings.default_forecaster))
         except SourceError as error:
             raise CarbonSettingsError(f"task {task_id!r}: {error}") from None
         except SignalDataError:
-            continue  # a file behind a connection is checked by the first decision, naming its line
+            # a file behind a connection is checked by the first decision, naming its line
+            opened.append(replace(ref, forecaster=settings.forecaster or settings.default_forecaster))
         except Exception as error:
             raise CarbonSettingsError(f"task {task_id!r}: signal source {ref.describe()} cannot be read: "
                                       f"{type(error).__name__}") from None
-    return refs
+    return opened
 
 
 def with_site(task_id: str, settings: CarbonSettings) -> CarbonSettings:
@@ -150,7 +152,7 @@ class CarbonTaskRun:
         if now >= self.deadline:  # a retry past its deadline runs at once, without waiting on a source
             reading = Reading(None, None, None)
         else:
-            reading = load_first(self.sources, now, deadline=self.deadline,
+            reading = load_first(self.sources, now, deadline=self.deadline, until=self.deadline + self.job.duration,
                                  refuse=self._refuse_bad_file if self.check_files else None)
             solar = site_solar.read_solar(self.solar, now, self.deadline + self.job.duration, self.deadline)
         self.check_files = False
@@ -160,7 +162,8 @@ class CarbonTaskRun:
                         "grid; name a live source (the source setting or [carbon] source) to plan on the real grid",
                         self.task_id, reading.series.source)
         decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job,
-                          intensity=reading.series, solar=solar.free, settings=self.settings.policy_settings())
+                          intensity=reading.series, solar=solar.free, settings=self.settings.policy_settings(),
+                          intensity_upper=reading.upper)
         return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources),
                               **site_solar.solar_for_event(solar, now, self.job.duration))
 

@@ -3,6 +3,9 @@
 from airflow_carbon.planning.decision import Decision, Reason
 from airflow_carbon.planning.policies import (
     DEFAULT_MAX_DELAY,
+    DEFAULT_MIN_SAVING_PCT,
+    DEFAULT_REPLAN_MARGIN_PCT,
+    DEFAULT_RISK_AVERSION,
     DEFAULT_THRESHOLD_G_PER_KWH,
     POLICIES,
     Job,
@@ -12,6 +15,9 @@ from airflow_carbon.planning.policies import (
 
 __all__ = [
     "DEFAULT_MAX_DELAY",
+    "DEFAULT_MIN_SAVING_PCT",
+    "DEFAULT_REPLAN_MARGIN_PCT",
+    "DEFAULT_RISK_AVERSION",
     "DEFAULT_THRESHOLD_G_PER_KWH",
     "POLICIES",
     "Decision",

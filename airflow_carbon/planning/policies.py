@@ -8,7 +8,7 @@ picks the start in [now, deadline] with the least emissions integrated over the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -50,6 +50,10 @@ class Job:
 #: The defaults of a task, a simulation and the Carbon view alike, written once.
 DEFAULT_THRESHOLD_G_PER_KWH = 250.0
 DEFAULT_MAX_DELAY = timedelta(hours=4)
+#: Chosen on the measurements of bench/RESULTS.md §5c (see the README's "Savings on real grids").
+DEFAULT_MIN_SAVING_PCT = 0.0
+DEFAULT_RISK_AVERSION = 0.5
+DEFAULT_REPLAN_MARGIN_PCT = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,22 @@ class PolicySettings:
         None means the job's own power.
     :param min_saving_pct: ``forecast``: wait only when it saves at least this share of
         running now.
+    :param risk_aversion: ``forecast``: how far toward its upper quantile a forecaster's forecast is
+        taken when windows are compared (0: its point forecast; 1: the upper quantile), so an uncertain
+        later window must beat a near one by more than the forecaster's usual error.
+    :param replan_margin_pct: ``forecast``, re-planning a waiting job: keep the start planned before unless
+        the new forecast's best start beats it by at least this share, so that a forecast that errs does not
+        chase the start later and later as its minimum moves.
     :param on_unavailable: with no signal covering now, ``wait`` (plan on the deadline and
         re-plan when data comes) or ``run`` at once.
     """
 
     threshold_g_per_kwh: float = DEFAULT_THRESHOLD_G_PER_KWH
     solar_threshold_kw: float | None = None
-    min_saving_pct: float = 0.0
+    min_saving_pct: float = DEFAULT_MIN_SAVING_PCT
     on_unavailable: Literal["wait", "run"] = "wait"
+    risk_aversion: float = DEFAULT_RISK_AVERSION
+    replan_margin_pct: float = DEFAULT_REPLAN_MARGIN_PCT
 
     def __post_init__(self) -> None:
         if not self.threshold_g_per_kwh >= 0:
@@ -77,6 +89,10 @@ class PolicySettings:
             raise ValueError(f"solar_threshold_kw must be >= 0, got {self.solar_threshold_kw}")
         if not 0 <= self.min_saving_pct < 100:
             raise ValueError(f"min_saving_pct must be in [0, 100), got {self.min_saving_pct}")
+        if not 0 <= self.replan_margin_pct < 100:
+            raise ValueError(f"replan_margin_pct must be in [0, 100), got {self.replan_margin_pct}")
+        if not 0 <= self.risk_aversion <= 1:
+            raise ValueError(f"risk_aversion must be in [0, 1], got {self.risk_aversion}")
         if self.on_unavailable not in ("wait", "run"):
             raise ValueError(f"on_unavailable must be 'wait' or 'run', got {self.on_unavailable!r}")
 
@@ -92,6 +108,8 @@ class _Request:
     intensity: Series | None
     solar: Series | None
     settings: PolicySettings
+    cautious: Series | None = None
+    planned_s: float | None = None
 
     def decision(self, start_s: float, reason: Reason, now_g: float | None = None, start_g: float | None = None,
                  *, extrapolated: bool = False) -> Decision:
@@ -151,17 +169,49 @@ def _forecast(request: _Request) -> Decision:
     if extrapolated:
         intensity = _hold_last_value(intensity, request.deadline_s + duration_s)
         latest_s = float(request.deadline_s)
-    edges, rates, solar_kw = rate_steps(intensity, request.job.power_kw, request.solar, now_s, latest_s + duration_s)
+    cautious = request.cautious
+    if extrapolated and cautious is not None:
+        cautious = _hold_last_value(cautious, request.deadline_s + duration_s)
+    end_s = latest_s + duration_s
+    edges, rates, solar_kw = rate_steps(intensity, request.job.power_kw, request.solar, now_s, end_s)
     starts = candidate_starts(edges, now_s, latest_s, duration_s)
+    if request.planned_s is not None and now_s <= request.planned_s <= latest_s:
+        starts = np.union1d(starts, [request.planned_s])
     emissions_g = window_integrals(edges, rates, starts, duration_s)
-    best = int(np.flatnonzero(emissions_g <= emissions_g.min() * (1 + TIE_TOLERANCE) + TIE_TOLERANCE)[0])
+    compared_g = emissions_g
+    if cautious is not None:
+        cautious_edges, cautious_rates, _ = rate_steps(cautious, request.job.power_kw, request.solar, now_s, end_s)
+        compared_g = window_integrals(cautious_edges, cautious_rates, starts, duration_s)
+    best = _keep_plan(request, starts, compared_g,
+                      int(np.flatnonzero(compared_g <= compared_g.min() * (1 + TIE_TOLERANCE) + TIE_TOLERANCE)[0]))
     now_g, best_g = float(emissions_g[0]), float(emissions_g[best])
-    saving_pct = 100.0 * (now_g - best_g) / now_g if now_g > 0 else 0.0
+    saving_pct = 100.0 * (compared_g[0] - compared_g[best]) / compared_g[0] if compared_g[0] > 0 else 0.0
     if best and saving_pct < request.settings.min_saving_pct:
         return request.decision(now_s, Reason.BELOW_MIN_SAVING, now_g, now_g, extrapolated=extrapolated)
     solar_kwh = float(window_integrals(edges, solar_kw / 3600.0, starts[best:best + 1], duration_s)[0])
     reason = Reason.SOLAR if solar_kwh >= SOLAR_REASON_SHARE * request.job.energy_kwh > 0 else Reason.GREEN_WINDOW
     return request.decision(float(starts[best]), reason, now_g, best_g, extrapolated=extrapolated)
+
+
+def _keep_plan(request: _Request, starts: np.ndarray, compared_g: np.ndarray, best: int) -> int:
+    """The start planned before, unless the new best beats it by ``replan_margin_pct``; at the planned start
+    itself (now), running now unless waiting on beats it by as much."""
+    margin = request.settings.replan_margin_pct / 100.0
+    if request.planned_s is None or not margin:
+        return best
+    at = np.flatnonzero(starts == max(request.planned_s, float(request.now_s)))
+    if not at.size:
+        return best
+    kept = int(at[0])
+    return kept if compared_g[best] > compared_g[kept] * (1.0 - margin) else best
+
+
+def _cautious(intensity: Series | None, upper: Series | None, weight: float) -> Series | None:
+    """The forecast moved ``weight`` of the way to its upper quantile; None when there is nothing to move."""
+    if (intensity is None or upper is None or weight == 0 or len(upper) != len(intensity)
+            or upper.first_epoch_s != intensity.first_epoch_s or upper.period_s != intensity.period_s):
+        return None
+    return replace(intensity, values=intensity.values + weight * np.maximum(upper.values - intensity.values, 0.0))
 
 
 def _hold_last_value(series: Series, until_s: float) -> Series:
@@ -191,16 +241,22 @@ def decide(
     intensity: Series | None,
     solar: Series | None = None,
     settings: PolicySettings = DEFAULT_SETTINGS,
+    intensity_upper: Series | None = None,
+    planned_start: datetime | None = None,
 ) -> Decision:
     """Plan one job: run now, or wait until a start no later than ``deadline``.
 
     ``intensity`` is what is known of the grid from ``now`` on (a forecast, or for
-    ``oracle`` the real series); ``solar`` is the on-site power free for this job.
+    ``oracle`` the real series); ``solar`` is the on-site power free for this job;
+    ``intensity_upper`` the same periods at a forecaster's upper quantile, where one made them;
+    ``planned_start`` the start a previous plan of this job chose, when it is re-planned.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     now_s, deadline_s = to_epoch_s(now), to_epoch_s(deadline)
-    request = _Request(policy, now_s, max(deadline_s, now_s), job, intensity, solar, settings)
+    request = _Request(policy, now_s, max(deadline_s, now_s), job, intensity, solar, settings,
+                       _cautious(intensity, intensity_upper, settings.risk_aversion),
+                       None if planned_start is None else float(to_epoch_s(planned_start)))
     if now_s >= deadline_s:
         emitted_g = _expected_g(request, float(now_s))
         return request.decision(now_s, Reason.DEADLINE, emitted_g, emitted_g)

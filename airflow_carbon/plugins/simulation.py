@@ -27,7 +27,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, s
 from fastapi.responses import Response
 
 from airflow_carbon.errors import CarbonError
-from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_THRESHOLD_G_PER_KWH
+from airflow_carbon.planning import DEFAULT_MAX_DELAY, DEFAULT_MIN_SAVING_PCT, DEFAULT_THRESHOLD_G_PER_KWH
 from airflow_carbon.plugins import simulation_worker
 from airflow_carbon.plugins.auth import CurrentUser
 from airflow_carbon.plugins.models import SimulationResult
@@ -284,7 +284,7 @@ async def post_simulate(
         "threshold": _form_value(_non_negative_float, threshold, "threshold", DEFAULT_THRESHOLD_G_PER_KWH),
         "solar_threshold_kw": _form_value(_non_negative_float, solar_threshold_kw, "solar_threshold_kw", None),
         "forecast_error": _form_value(parse_forecast_error, forecast_error, "forecast_error", 0.0),
-        "min_saving_pct": _form_value(_percentage, min_saving_pct, "min_saving_pct", 0.0),
+        "min_saving_pct": _form_value(_percentage, min_saving_pct, "min_saving_pct", DEFAULT_MIN_SAVING_PCT),
         "region": (region or "").strip() or None,
         "seed": _form_value(int, seed, "seed", 0),
         "job_duration": _form_value(parse_duration, job_duration, "job_duration", DEFAULT_JOB_DURATION),

@@ -30,6 +30,10 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param power_kw: or its power, over ``expected_duration``.
     :param expected_duration: how long the downstream work runs.
     :param min_saving_pct: ``forecast``: wait only for at least this saving.
+    :param replan_margin_pct: ``forecast``: keep the planned start unless a new best beats it by this share.
+    :param risk_aversion: ``forecast``: 0..1, how far toward its upper quantile a forecaster's forecast is taken.
+    :param forecaster: what carries a source's series past its end (``persistence``, ``seasonal``, ``model``,
+        ``none``); None: the source connection's extra ``forecaster``, else ``[carbon] forecaster``.
     :param threshold_g_per_kwh: ``threshold``: green at or below this.
     :param on_unavailable: with no signal, ``wait`` until the deadline or ``run`` at once.
     :param refresh_interval: how often the waiting sensor re-plans.
@@ -64,6 +68,9 @@ class CarbonAwareSensor(BaseSensorOperator):
         solar: str | None = None,
         site: str | None = None,
         solar_threshold_kw: float | None = None,
+        risk_aversion: float | None = None,
+        replan_margin_pct: float | None = None,
+        forecaster: str | None = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -77,7 +84,8 @@ class CarbonAwareSensor(BaseSensorOperator):
             "power_kw": power_kw, "expected_duration": expected_duration, "min_saving_pct": min_saving_pct,
             "threshold_g_per_kwh": threshold_g_per_kwh, "on_unavailable": on_unavailable,
             "refresh_interval": refresh_interval, "metrics_conn_id": metrics_conn_id, "solar": solar, "site": site,
-            "solar_threshold_kw": solar_threshold_kw,
+            "solar_threshold_kw": solar_threshold_kw, "risk_aversion": risk_aversion, "forecaster": forecaster,
+            "replan_margin_pct": replan_margin_pct,
         }
         given = {name: value for name, value in {**self.carbon_options, "deadline": deadline}.items()
                  if not (name in default_args and default_args[name] is value)}

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+#: Entries older than this are dropped now and then, so keys that change (deadlines, horizons) do not pile up
+#: in a triggerer that runs for months; a dropped entry is only loaded again. Longer than ``STALE_AFTER_S``,
+#: the oldest read a trigger falls back on.
+PRUNE_AFTER_S = 2 * 3600.0
+#: Stores between two prunings.
+PRUNE_EVERY = 1024
 
 
 @dataclass
@@ -32,6 +38,7 @@ class SingleFlightCache(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
         self._in_flight: dict[Hashable, asyncio.Future[T]] = {}
         self.loads = 0
+        self._stores = 0
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[T]], max_age_s: float) -> T:
         """A value for ``key`` younger than ``max_age_s``, loading it once for all concurrent callers."""
@@ -49,10 +56,26 @@ class SingleFlightCache(Generic[T]):
         try:
             self.loads += 1
             value = await load()
-            self._entries[key] = _Entry(value, self._clock())
+            self._store(key, value)
             return value
         finally:
             del self._in_flight[key]
+
+    def remember(self, key: Hashable, make: Callable[[], T], max_age_s: float) -> T:
+        """``get`` for a value made synchronously: the same work done once for every caller with the same key."""
+        entry = self._entries.get(key)
+        if entry is not None and self._clock() - entry.loaded_at < max_age_s:
+            return entry.value
+        value = make()
+        self._store(key, value)
+        return value
+
+    def _store(self, key: Hashable, value: T) -> None:
+        now = self._clock()
+        self._entries[key] = _Entry(value, now)
+        self._stores += 1
+        if self._stores % PRUNE_EVERY == 0:
+            self._entries = {k: e for k, e in self._entries.items() if now - e.loaded_at <= PRUNE_AFTER_S}
 
     def last_good(self, key: Hashable) -> tuple[T, float] | None:
         """The last value loaded for ``key`` and its age in seconds, for a fallback when a load fails."""

@@ -222,11 +222,14 @@ class SourceRef:
     :param name: the name, parsed once here; nothing else reads its prefix.
     :param region: the grid region the task plans for (a connection or file may name its own).
     :param replay: files only: map the past onto the present; None replays when the file does not cover now.
+    :param forecaster: what carries the source's series past its end (a forecaster's name, or ``none``),
+        resolved when the task starts; None in refs made before forecasters, which then plan as before.
     """
 
     name: str
     region: str
     replay: bool | None = None
+    forecaster: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.name.strip())  # one key per source, whatever spaces came with it
@@ -272,13 +275,13 @@ class SourceRef:
         return f"bundled data for {self.name.partition(':')[2]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "region": self.region, "replay": self.replay}
+        return {"name": self.name, "region": self.region, "replay": self.replay, "forecaster": self.forecaster}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SourceRef:
         """From ``to_dict``, or from the ``SignalSpec`` dicts that triggers deferred by version 0.1 still hold."""
         if "name" in data:
-            return cls(data["name"], data.get("region") or "", data.get("replay"))
+            return cls(data["name"], data.get("region") or "", data.get("replay"), data.get("forecaster"))
         kind, region = data.get("kind"), data.get("region") or ""
         target = {"bundled": region, "csv": data.get("path"), "connection": data.get("conn_id")}.get(kind)
         scheme = {"connection": "conn"}.get(kind, kind)
@@ -337,6 +340,8 @@ class Reading:
     served_by: str | None
     signal_kind: str | None
     failed_sources: tuple[str, ...] = ()
+    #: Where a forecaster carried the series past the source's end: the same periods at its upper quantile.
+    upper: Series | None = None
 
 
 #: Reads one source: its series and its signal kind (a trigger passes one that goes through its cache).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -159,6 +159,11 @@ def _record(jobs: Jobs, index: int, policy: str, decision: Decision, ready_s: fl
         baseline=baselines[index] if baselines else None)
 
 
+def _upper(seen: Foresight | None, now_s: int, settings: PolicySettings) -> Series | None:
+    """The upper band only where the policy reads it: measuring the bands costs a fit per past day."""
+    return seen.upper(now_s) if seen is not None and settings.risk_aversion > 0 else None
+
+
 def _run(jobs: Jobs, intensity: Series, policy: str, max_delay: timedelta, settings: PolicySettings,
          solar: Series | None, seen: Foresight | None,
          baselines: list[tuple[float | None, float | None]] | None) -> list[JobRecord]:
@@ -171,7 +176,7 @@ def _run(jobs: Jobs, intensity: Series, policy: str, max_delay: timedelta, setti
             _job(jobs, index)
         view = seen.per_job(ready_s, deadline_s + job.duration_s) if seen is not None else intensity
         decision = decide(policy, now=from_epoch_s(ready_s), deadline=from_epoch_s(deadline_s), job=job,
-                          intensity=view, settings=settings,
+                          intensity=view, settings=settings, intensity_upper=_upper(seen, ready_s, settings),
                           solar=budget.remaining(ready_s, deadline_s + job.duration_s) if budget else None)
         start_s = decision.start.timestamp()
         used_solar = budget.take(start_s, start_s + job.duration_s, job.power_kw) if budget else None
@@ -194,14 +199,18 @@ def _run_refreshing(jobs: Jobs, intensity: Series, policy: str, max_delay: timed
     records: list[JobRecord | None] = [None] * len(jobs)
     order = collections.deque(int(i) for i in np.argsort(jobs.ready_epoch_s, kind="stable"))
     waiting: list[int] = []
+    planned: dict[int, datetime] = {}  # each waiting job's last planned start, as its trigger keeps it
     tick_s = 0
 
     def plan(index: int, now_s: int) -> Decision:
         job = _job(jobs, index)
         deadline_s = float(deadlines_s[index])
-        return decide(policy, now=from_epoch_s(now_s), deadline=from_epoch_s(deadline_s), job=job,
-                      intensity=seen.shared(now_s), settings=settings,
-                      solar=budget.remaining(now_s, deadline_s + job.duration_s) if budget else None)
+        decision = decide(policy, now=from_epoch_s(now_s), deadline=from_epoch_s(deadline_s), job=job,
+                          intensity=seen.shared(now_s), settings=settings,
+                          intensity_upper=_upper(seen, now_s, settings), planned_start=planned.get(index),
+                          solar=budget.remaining(now_s, deadline_s + job.duration_s) if budget else None)
+        planned[index] = decision.start
+        return decision
 
     def start(index: int, decision: Decision) -> None:
         start_s = decision.start.timestamp()
@@ -222,8 +231,10 @@ def _run_refreshing(jobs: Jobs, intensity: Series, policy: str, max_delay: timed
             else:
                 waiting.append(index)
         if waiting:
-            waiting = _replan(waiting, tick_s, refresh_s, plan, start, batched=policy == "forecast" and not budget,
-                              jobs=jobs, deadlines_s=deadlines_s)
+            # jobs that keep their own planned starts differ in more than their deadlines: planned one by one
+            batched = policy == "forecast" and not budget and not settings.replan_margin_pct
+            waiting = _replan(waiting, tick_s, refresh_s, plan, start, batched=batched, jobs=jobs,
+                              deadlines_s=deadlines_s)
             tick_s += refresh_s
     return records
 

@@ -11,7 +11,9 @@ from datetime import timedelta
 
 import numpy as np
 
-from airflow_carbon.forecasting import FORECASTERS, ForecasterError, forecast
+from airflow_carbon.forecasting import FORECASTERS, ForecasterError, forecast, measured_before
+from airflow_carbon.forecasting.base import residual_quantiles
+from airflow_carbon.forecasting.extend import UPPER_QUANTILE
 from airflow_carbon.signals import Series
 from airflow_carbon.simulate.noise import noisy_forecast
 
@@ -47,6 +49,7 @@ class Foresight:
                  rng: np.random.Generator) -> None:
         self.intensity, self.name, self.error, self.horizon, self.rng = intensity, forecast_name, error, horizon, rng
         self._kept: OrderedDict[int, Series | None] = OrderedDict()
+        self._bands: dict[int, np.ndarray | None] = {}
 
     def per_job(self, now_s: int, until_s: float) -> Series:
         """What one job planned alone sees, as before refreshes existed: the noise is drawn for that job."""
@@ -64,6 +67,30 @@ class Foresight:
                 self._kept.popitem(last=False)
             self._kept[key] = self._issue(now_s)
         return self._kept[key]
+
+    def upper(self, now_s: int) -> Series | None:
+        """The forecast at ``now_s`` at the forecaster's upper quantile, as the trigger is handed it.
+
+        The bands (the forecaster's past errors per lead) are measured once per day, not per instant: at a
+        forecast per quarter hour over a year, re-measuring them each time would cost an hour.
+        """
+        point = self.shared(now_s) if self.name in FORECASTERS else None
+        if point is None:
+            return None
+        period_s = self.intensity.period_s
+        day = (now_s - self.intensity.first_epoch_s) // 86_400
+        if day not in self._bands:
+            past = measured_before(self.intensity, self.intensity.first_epoch_s + day * 86_400)
+            try:
+                self._bands[day] = residual_quantiles(self.name, past, self.intensity.first_epoch_s, period_s,
+                                                      len(point) + 4, (UPPER_QUANTILE,))[UPPER_QUANTILE]
+            except ForecasterError:
+                self._bands[day] = None
+        band = self._bands[day]
+        if band is None:
+            return None
+        return Series(point.start_epoch_s, np.maximum(point.values + band[:len(point)], 0.0), period_s, point.region,
+                      point.unit, point.kind, point.source, point.replayed, estimated=True)
 
     def _issue(self, now_s: int) -> Series | None:
         if self.name == NOISE:

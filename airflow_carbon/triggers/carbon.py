@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon.clock import utcnow
+from airflow_carbon.forecasting.extend import covers, horizon_for
 from airflow_carbon.hooks.site import NO_SOLAR, SolarSite, aforecast, afree, aread_solar, solar_for_event
-from airflow_carbon.hooks.sources import aload, aload_first, within
-from airflow_carbon.planning import Job, PolicySettings, decide
+from airflow_carbon.hooks.sources import aforecast_beyond, aload, aload_first, within
+from airflow_carbon.planning import Decision, Job, PolicySettings, decide
 from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.cache import shared_cache
-from airflow_carbon.signals.series import Series, from_epoch_s
+from airflow_carbon.signals.series import Series, from_epoch_s, to_epoch_s
 from airflow_carbon.signals.source import Reading, SourceRef
 from airflow_carbon.triggers.event import CarbonEvent
 from airflow_carbon.units import parse_instant
@@ -29,6 +31,9 @@ SOLAR_BUDGET_MAX_AGE_S = 30.0
 SOLAR_HORIZON = timedelta(hours=48)
 #: Sleep in steps no longer than this, re-reading the clock, so a clock jump cannot make the trigger oversleep.
 MAX_SLEEP_STEP_S = 60.0
+#: Each trigger wakes up to this long after a planned start or refresh (a tenth of its refresh at most), so
+#: 10,000 of them planned on one forecast do not resume in one turn of the event loop.
+WAKE_SPREAD_S = 2.0
 
 
 class CarbonWindowTrigger(BaseTrigger):
@@ -80,6 +85,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.refresh_s = float(refresh_s)
         self.task_settings = CarbonSettings.from_json("trigger", task_settings) if task_settings else None
         self.solar = SolarSite.from_dict(solar) if solar else None
+        self.wake_offset = timedelta(seconds=random.uniform(0.0, min(WAKE_SPREAD_S, self.refresh_s / 10)))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -100,16 +106,17 @@ class CarbonWindowTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         reading, solar = Reading(None, None, None), NO_SOLAR
+        planned_start: datetime | None = None
         while True:
             now = utcnow()
             # At the deadline the decision is "run" whatever the signal says: the event keeps the last read's.
             if now < self.deadline:
-                reading = await aload_first(self.signals, now, load=self._cached)
+                reading = await self._cached_extended(await aload_first(self.signals, now, load=self._cached), now)
                 if self.solar is not None:
                     solar = await aread_solar(self.solar, now, self.deadline + self.job.duration,
                                               forecast=self._cached_forecast, free=self._cached_free)
-            decision = decide(self.policy, now=now, deadline=self.deadline, job=self.job, intensity=reading.series,
-                              solar=solar.free, settings=self.settings)
+            decision = self._decide(now, reading, solar.free, planned_start)
+            planned_start = decision.start
             if decision.run_now:
                 self.log.info("carbon window: %s at %s", decision.reason, now.isoformat())
                 event = CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.task_settings,
@@ -118,9 +125,43 @@ class CarbonWindowTrigger(BaseTrigger):
                 return
             # From after the read, so the next refresh finds this read stale rather than planning on it again.
             wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s(reading.series)), self.deadline)
-            self.log.info("waiting until %s (planned start %s, %s; deadline %s)", wake.isoformat(),
+            self.log.info("next check at %s; planned start %s (%s); deadline %s", wake.isoformat(),
                           decision.start.isoformat(), decision.reason, self.deadline.isoformat())
-            await sleep_until(wake)
+            await sleep_until(self._spread(wake))
+
+    def _decide(self, now: datetime, reading: Reading, solar_free: Series | None,
+                planned_start: datetime | None) -> Decision:
+        """One decision for every trigger of this triggerer with the same planning inputs in a refresh.
+
+        Triggers that share a series (one read per source and refresh), a policy, a job and settings differ
+        only in their deadline. Rounded down to the refresh interval, it is shared too, so the plan never
+        starts after a trigger's own deadline; the decision is then told at this trigger's own now.
+        A site's solar budget is read per trigger, so solar tasks decide alone.
+        """
+        refresh_s = self.refresh_s
+        shared_deadline_s = int(to_epoch_s(self.deadline) // refresh_s * refresh_s)
+        if solar_free is not None or reading.series is None or shared_deadline_s <= to_epoch_s(now):
+            return decide(self.policy, now=now, deadline=self.deadline, job=self.job, intensity=reading.series,
+                          solar=solar_free, settings=self.settings, intensity_upper=reading.upper,
+                          planned_start=planned_start)
+        key = ("decision", self.policy, shared_deadline_s, self.job, self.settings, planned_start,
+               id(reading.series), id(reading.upper))
+
+        def plan() -> tuple[Series, Series | None, Decision]:
+            return reading.series, reading.upper, decide(
+                self.policy, now=now, deadline=from_epoch_s(shared_deadline_s), job=self.job,
+                intensity=reading.series, settings=self.settings, intensity_upper=reading.upper,
+                planned_start=planned_start)
+
+        series, upper, decision = shared_cache().remember(key, plan, max_age_s=refresh_s)
+        if series is not reading.series or upper is not reading.upper:  # an id reused by a newer read
+            series, upper, decision = plan()
+        return replace(decision, now=now, deadline=self.deadline, start=max(decision.start, now))
+
+    def _spread(self, wake: datetime) -> datetime:
+        """The wake moved by this trigger's own offset, never past its deadline: triggers planned on one series
+        would otherwise all resume in one turn of the event loop and stall it."""
+        return wake if wake >= self.deadline else min(wake + self.wake_offset, self.deadline)
 
     def _refresh_s(self, series: Series | None) -> float:
         """Re-plan at the refresh interval, never less often than the data changes."""
@@ -131,7 +172,7 @@ class CarbonWindowTrigger(BaseTrigger):
 
         The wait for a read ends at the deadline; the read itself goes on for the other triggers sharing it.
         """
-        key = ("signal", tuple(sorted(ref.to_dict().items())))
+        key = ("signal", tuple(sorted(ref.to_dict().items())), history.total_seconds())
         cache = shared_cache()
         try:
             return await within(cache.get(key, lambda: aload(ref, now, history), max_age_s=self.refresh_s),
@@ -143,6 +184,23 @@ class CarbonWindowTrigger(BaseTrigger):
             self.log.warning("%s failed; planning on its series from %.0f s ago", ref.name, last[1])
             return last[0]
 
+    async def _cached_extended(self, reading: Reading, now: datetime) -> Reading:
+        """The reading carried to the deadline by its source's forecaster: one forecast per source and horizon
+        (in whole days) per refresh, however many tasks wait on it."""
+        until = self.deadline + self.job.duration
+        if reading.series is None or covers(reading.series, until):
+            return reading
+        forecaster = next((ref.forecaster for ref in self.signals if ref.name == reading.served_by), None)
+        key = ("extended", reading.served_by, forecaster, horizon_for(now, until).days)
+        try:
+            return await within(shared_cache().get(key, lambda: aforecast_beyond(reading, self.signals, now, until,
+                                                                                  load=self._cached),
+                                                   max_age_s=self.refresh_s),
+                                (self.deadline - utcnow()).total_seconds())
+        except Exception as error:  # planning on the series in hand beats not planning
+            self.log.warning("the forecast past the end of %s failed (%s: %s); planning on its series alone",
+                             reading.served_by, type(error).__name__, error)
+            return reading
 
     async def _cached_forecast(self, site: SolarSite, now: datetime, horizon: timedelta) -> tuple[Series, float]:
         """The site's forecast through the shared cache: one read per site however many tasks wait on it.

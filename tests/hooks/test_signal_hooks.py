@@ -15,6 +15,7 @@ from airflow_carbon.hooks.ukgrid import UKCarbonIntensityHook
 from airflow_carbon.hooks.watttime import WattTimeHook
 from airflow_carbon.operators.runtime import CarbonTaskRun, checked_source_refs
 from airflow_carbon.settings import CarbonSettingsError, resolve
+from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.signals.services.http import reset_breakers
 from airflow_carbon.signals.services.pool import aclose_clients
 from airflow_carbon.signals.source import CsvFileSource, SourceRef
@@ -122,7 +123,8 @@ def test_the_trigger_of_a_task_on_watttime_holds_its_connection_id_and_no_secret
     run = CarbonTaskRun.start(FakeTask(), {"ti": FakeTaskInstance()}, resolve("summarize", {"source": "wt"}))
     kwargs = run.trigger().serialize()[1]
     text = json.dumps(kwargs)
-    assert kwargs["signals"] == [{"name": "conn:wt", "region": "DE", "replay": None}]
+    assert kwargs["signals"] == [{"name": "conn:wt", "region": "DE", "replay": None,
+                                  "forecaster": "seasonal"}]
     assert kwargs["task_settings"]["source"] == "wt"
     assert not [secret for secret in (WATTTIME_USERNAME, WATTTIME_PASSWORD, server.base_url) if secret in text]
 
@@ -135,3 +137,46 @@ def test_a_csv_connection_opens_as_its_file_with_its_own_region(server, monkeypa
     assert isinstance(source, CsvFileSource) and (source.name, source.region, source.path) == (
         "conn:file", "TEST", str(path))
     assert source.replay is False and CarbonCsvHook("file").test_connection()[0]
+
+
+def _measured_history_csv(path, now: datetime, days: int = 10):
+    """A CSV a logger appends to: ten days of the bundled German values, hourly, its last hour holding now."""
+    hourly = bundled_intensity("DE").values
+    last_hour = now.replace(minute=0, second=0, microsecond=0)
+    hours = [last_hour - timedelta(hours=h) for h in range(days * 24 - 1, -1, -1)]
+    rows = [f"{hour.isoformat()},{value:.1f}" for hour, value in zip(hours, hourly[2000:], strict=False)]
+    path.write_text("timestamp,carbon_intensity\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("task_forecaster", "extra", "used"), [
+    (None, {}, "seasonal"),                                # [carbon]'s default
+    (None, {"forecaster": "persistence"}, "persistence"),  # the connection's extra
+    ("model", {"forecaster": "persistence"}, "seasonal"),  # the task's wins; 10 days are too few for model
+])
+def test_a_live_csv_of_measured_history_is_planned_on_with_a_forecast_made_from_it(
+        server, monkeypatch, tmp_path, task_forecaster, extra, used):
+    now = datetime.now(UTC)
+    path = _measured_history_csv(tmp_path / "measured.csv", now)
+    monkeypatch.setenv("AIRFLOW_CONN_LOGGER", json.dumps({
+        "conn_type": "carbon_csv", "extra": {"path": str(path), "region": "DE", "replay": "false", **extra}}))
+    settings = resolve("t", {"source": "logger", "region": "DE", "forecaster": task_forecaster})
+    [ref] = checked_source_refs("t", settings)
+    assert ref.forecaster == (task_forecaster or extra.get("forecaster") or "seasonal")
+
+    until = now + timedelta(hours=8)
+    reading = load_first([ref], now, until=until)
+    assert reading.series.end_epoch_s >= until.timestamp()
+    assert reading.series.source == f"{path}, then {used} forecast from its history"
+    assert reading.upper is not None and len(reading.upper) == len(reading.series)
+    plain = load_first([ref], now)  # without a horizon to reach, the file alone
+    assert plain.series.source == str(path) and plain.series.end_epoch_s < until.timestamp() and plain.upper is None
+
+
+def test_a_connection_that_names_an_unknown_forecaster_fails_the_task_at_its_start(server, monkeypatch, tmp_path):
+    path = _measured_history_csv(tmp_path / "measured.csv", datetime.now(UTC), days=2)
+    monkeypatch.setenv("AIRFLOW_CONN_LOGGER", json.dumps({
+        "conn_type": "carbon_csv", "extra": {"path": str(path), "region": "DE", "forecaster": "prophet"}}))
+    with pytest.raises(CarbonSettingsError, match="task 't': connection 'logger': extra 'forecaster': unknown "
+                                                  "forecaster 'prophet'"):
+        checked_source_refs("t", resolve("t", {"source": "logger", "region": "DE"}))

@@ -86,7 +86,7 @@ def test_a_task_that_must_wait_defers_to_a_trigger_holding_its_settings_and_sour
     assert isinstance(trigger, CarbonWindowTrigger) and deferred.value.method_name == RESUME_METHOD
     kwargs = trigger.serialize()[1]
     assert kwargs["deadline"] == run.deadline.isoformat() and kwargs["signals"] == [
-        {"name": "conn:signal", "region": "DE", "replay": None}]
+        {"name": "conn:signal", "region": "DE", "replay": None, "forecaster": "seasonal"}]
     assert kwargs["task_settings"] == run.settings.to_json()
     assert [row.state for row in stored()] == [DEFERRED]
 

@@ -120,8 +120,8 @@ def test_the_trigger_carries_the_site_without_a_secret_and_hands_the_forecast_to
     run = start(FakeTaskInstance())
     trigger = run.trigger()
     path, kwargs = trigger.serialize()
-    assert kwargs["solar"] == {"source": {"name": "conn:roof", "region": "TEST", "replay": None}, "site": "roof",
-                               "metrics_conn_id": "carbon_metrics_default"}
+    assert kwargs["solar"] == {"source": {"name": "conn:roof", "region": "TEST", "replay": None, "forecaster": None},
+                               "site": "roof", "metrics_conn_id": "carbon_metrics_default"}
     again = CarbonWindowTrigger(**json.loads(json.dumps(kwargs)))
     assert again.serialize() == (path, kwargs)
 

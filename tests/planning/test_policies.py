@@ -189,3 +189,43 @@ def test_no_start_on_a_fine_grid_beats_the_forecast_policy(case):
     grid = np.linspace(now.timestamp(), latest, 97)
     best_on_grid = min(emissions_at(intensity, job, datetime.fromtimestamp(t, UTC), solar) for t in grid)
     assert decision.expected_emissions_at_start_g <= best_on_grid * (1 + 1e-9) + 1e-9
+
+
+@pytest.mark.parametrize(("upper", "risk_aversion", "waits"), [
+    ([300, 300, 300, 300, 300, 300], 0.5, True),   # the later hour is known as well as now: wait for it
+    ([300, 300, 300, 300, 600, 300], 0.5, False),  # it may well be 360: not worth giving up a sure 300 now
+    ([300, 300, 300, 300, 600, 300], 0.0, True),   # the point forecast alone
+    (None, 0.5, True),                             # no interval (the source's own forecast): the point forecast
+])
+def test_forecast_gives_up_a_sure_now_only_for_a_later_window_that_stays_better_within_its_interval(
+        upper, risk_aversion, waits):
+    point = series([300, 300, 300, 300, 240, 300])
+    decision = decide("forecast", now=T0, deadline=T0 + timedelta(hours=4), job=Job(timedelta(hours=1), 1.0),
+                      intensity=point, intensity_upper=series(upper) if upper else None,
+                      settings=PolicySettings(risk_aversion=risk_aversion, min_saving_pct=1))
+    assert (not decision.run_now) is waits
+    assert decision.start == (T0 + timedelta(hours=4) if waits else T0)
+    # what it expects to emit is the point forecast's, whatever it weighed the risk with
+    assert decision.expected_emissions_at_start_g == pytest.approx(240.0 if waits else 300.0)
+
+
+def test_risk_aversion_is_a_fraction():
+    with pytest.raises(ValueError, match="risk_aversion must be in"):
+        PolicySettings(risk_aversion=1.5)
+
+
+@pytest.mark.parametrize(("planned_h", "margin_pct", "start_h"), [
+    (None, 10, 3),  # a first plan: the best start
+    (2, 0, 3),      # no margin: the new best, wherever the forecast moved it
+    (2, 10, 2),     # 3 h is only 5% better than the start planned before: keep it
+    (1, 10, 3),     # the planned hour now looks 50% worse than the best: move
+    (0, 10, 0),     # the planned start has come: run unless waiting on beats it by the margin
+])
+def test_a_replanned_job_keeps_its_planned_start_unless_the_new_best_beats_it_by_the_margin(
+        planned_h, margin_pct, start_h):
+    forecast = series([200, 300, 200, 190, 400, 400])
+    planned = None if planned_h is None else T0 + timedelta(hours=planned_h)
+    decision = decide("forecast", now=T0, deadline=T0 + timedelta(hours=4), job=Job(timedelta(hours=1), 1.0),
+                      intensity=forecast, planned_start=planned,
+                      settings=PolicySettings(replan_margin_pct=margin_pct, min_saving_pct=0))
+    assert decision.start == T0 + timedelta(hours=start_h)

@@ -8,7 +8,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from airflow_carbon.planning import Job, decide
+from airflow_carbon.planning import Job, PolicySettings, decide
+from airflow_carbon.planning.policies import DEFAULT_SETTINGS
 from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.signals.series import from_epoch_s
 from airflow_carbon.simulate import Jobs, simulate, summarize
@@ -31,7 +32,8 @@ def jobs_between(series, first_day: int, days: int, per_day: int, seed: int = 0,
                 np.full(count, 0.1), np.arange(2, count + 2), "<test>")
 
 
-def replanned_one_by_one(jobs: Jobs, series, forecaster: str, max_delay: timedelta, refresh_s: int) -> np.ndarray:
+def replanned_one_by_one(jobs: Jobs, series, forecaster: str, max_delay: timedelta, refresh_s: int,
+                         settings: PolicySettings = DEFAULT_SETTINGS) -> np.ndarray:
     """The trigger's loop written plainly, one job at a time: plan when ready, then at every refresh until a plan's
     start comes before the next refresh."""
     seen = Foresight(series, forecaster, 0.0, max_delay + timedelta(seconds=600 + refresh_s),
@@ -40,10 +42,13 @@ def replanned_one_by_one(jobs: Jobs, series, forecaster: str, max_delay: timedel
     for index in range(len(jobs)):
         now_s = int(jobs.ready_epoch_s[index])
         deadline_s = min(now_s + max_delay.total_seconds(), series.end_epoch_s - 600.0)
+        planned = None
         while True:
             next_s = (now_s // refresh_s + 1) * refresh_s
             decision = decide("forecast", now=from_epoch_s(now_s), deadline=from_epoch_s(deadline_s),
-                              job=Job(timedelta(seconds=600), 0.1), intensity=seen.shared(now_s))
+                              job=Job(timedelta(seconds=600), 0.1), intensity=seen.shared(now_s),
+                              intensity_upper=seen.upper(now_s), planned_start=planned, settings=settings)
+            planned = decision.start
             if decision.start.timestamp() < next_s:
                 starts[index] = decision.start.timestamp()
                 break
@@ -52,12 +57,14 @@ def replanned_one_by_one(jobs: Jobs, series, forecaster: str, max_delay: timedel
 
 
 @pytest.mark.parametrize("forecaster", ["persistence", "seasonal"])
-def test_the_shared_refresh_loop_starts_every_job_where_replanning_it_alone_would(de, forecaster):
+@pytest.mark.parametrize("settings", [DEFAULT_SETTINGS, PolicySettings(replan_margin_pct=0)],
+                         ids=["keeping-plans", "batched"])
+def test_the_shared_refresh_loop_starts_every_job_where_replanning_it_alone_would(de, forecaster, settings):
     jobs = jobs_between(de, 30, 4, 60)
     max_delay = timedelta(hours=8)
     records = simulate(jobs, de, ["forecast"], max_delay=max_delay, forecast=forecaster,
-                       refresh=timedelta(minutes=30))["forecast"]
-    expected = replanned_one_by_one(jobs, de, forecaster, max_delay, 1800)
+                       refresh=timedelta(minutes=30), settings=settings)["forecast"]
+    expected = replanned_one_by_one(jobs, de, forecaster, max_delay, 1800, settings)
     np.testing.assert_array_equal([r.started_at.timestamp() for r in records], expected)
 
 

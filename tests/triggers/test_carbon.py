@@ -8,6 +8,7 @@ import pytest
 from airflow.sdk._shared.module_loading import import_string
 
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
+from airflow_carbon.planning import decide
 from airflow_carbon.settings import resolve
 from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.source import SourceRef
@@ -42,7 +43,8 @@ def test_serialization_round_trip_keeps_absolute_instants_and_no_secret(tmp_path
     assert set(kwargs) == {"ready_at", "deadline", "policy", "duration_s", "energy_kwh", "signals", "settings",
                            "refresh_s", "task_settings", "solar"}
     assert kwargs["solar"] is None  # a task without a solar source plans on the grid alone
-    assert kwargs["signals"] == [{"name": f"csv:{tmp_path / 'signal.csv'}", "region": "TEST", "replay": False}]
+    assert kwargs["signals"] == [{"name": f"csv:{tmp_path / 'signal.csv'}", "region": "TEST", "replay": False,
+                                  "forecaster": None}]
     assert kwargs["task_settings"]["region"] == "TEST" and kwargs["task_settings"]["source"] is None
 
 
@@ -117,6 +119,43 @@ def test_a_thousand_waiting_triggers_read_their_source_once(tmp_path):
     events, loads = asyncio.run(run_all())
     assert len(events) == 1000 and all(e.payload["reason"] == "green_window" for e in events)
     assert loads == 1
+
+
+def test_a_thousand_triggers_with_the_same_planning_inputs_share_one_decision(tmp_path, monkeypatch):
+    """Same source, policy, job and settings, deadlines within one refresh interval: one ``decide`` for all,
+    and each fires with its own deadline, never a start after it."""
+    import airflow_carbon.triggers.carbon as module
+
+    path = write_signal(tmp_path / "signal.csv", green_in_s=-10)
+    calls = []
+    monkeypatch.setattr(module, "decide", lambda *args, **kwargs: calls.append(kwargs) or decide(*args, **kwargs))
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    base -= timedelta(seconds=base.timestamp() % 600)  # deadlines below within one 600 s refresh bucket
+
+    def one(index: int) -> CarbonWindowTrigger:
+        trigger = trigger_for(path, refresh_s=600)
+        trigger.deadline = base + timedelta(seconds=index % 500)
+        return trigger
+
+    async def run_all():
+        triggers = [one(i) for i in range(1000)]
+        return triggers, await asyncio.gather(*(first_event(t) for t in triggers))
+
+    triggers, events = asyncio.run(run_all())
+    assert len(calls) == 1 and calls[0]["deadline"] == base
+    for trigger, event in zip(triggers, events, strict=True):
+        decision = event.payload["decision"]
+        assert decision["deadline"] == trigger.deadline.isoformat() and decision["run_now"]
+        assert datetime.fromisoformat(decision["start"]) <= trigger.deadline
+
+
+def test_triggers_wake_spread_over_a_tenth_of_their_refresh_and_never_past_their_deadline(tmp_path):
+    path = write_signal(tmp_path / "signal.csv", green_in_s=3600)
+    offsets = [trigger_for(path, refresh_s=10).wake_offset.total_seconds() for _ in range(200)]
+    assert all(0 <= offset <= 1.0 for offset in offsets) and len(set(offsets)) > 100
+    trigger = trigger_for(path, refresh_s=60, deadline_in_s=3)
+    assert trigger._spread(trigger.deadline - timedelta(seconds=1)) <= trigger.deadline
+    assert trigger._spread(trigger.deadline) == trigger.deadline
 
 
 def test_a_source_slower_than_the_deadline_cannot_hold_the_trigger_past_it(monkeypatch):

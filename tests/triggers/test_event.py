@@ -44,8 +44,8 @@ def test_the_event_says_what_served_it_and_what_failed():
     assert payload["served_by"] == "conn:uk" and payload["signal"] == "replay of de_ci.csv" and payload["replayed"]
     assert payload["signal_kind"] == "average"
     assert payload["failed_sources"] == ["conn:wt: AuthError: watttime: /login: 403"]
-    assert payload["sources"] == [{"name": "conn:wt", "region": "DE", "replay": None},
-                                  {"name": "conn:uk", "region": "DE", "replay": None}]
+    assert payload["sources"] == [{"name": "conn:wt", "region": "DE", "replay": None, "forecaster": None},
+                                  {"name": "conn:uk", "region": "DE", "replay": None, "forecaster": None}]
 
 
 def test_an_event_of_no_read_names_no_signal():
