@@ -61,11 +61,17 @@ class SingleFlightCache(Generic[T]):
         finally:
             del self._in_flight[key]
 
+    def fresh(self, key: Hashable, max_age_s: float) -> T | None:
+        """The value for ``key`` if one younger than ``max_age_s`` is kept, without awaiting: the path most
+        calls of 10,000 waiting triggers take, so it creates no task and no future."""
+        entry = self._entries.get(key)
+        return entry.value if entry is not None and self._clock() - entry.loaded_at < max_age_s else None
+
     def remember(self, key: Hashable, make: Callable[[], T], max_age_s: float) -> T:
         """``get`` for a value made synchronously: the same work done once for every caller with the same key."""
-        entry = self._entries.get(key)
-        if entry is not None and self._clock() - entry.loaded_at < max_age_s:
-            return entry.value
+        kept = self.fresh(key, max_age_s)
+        if kept is not None:
+            return kept
         value = make()
         self._store(key, value)
         return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.series import Series, from_epoch_s, to_epoch_s
 from airflow_carbon.signals.source import Reading, SourceRef
 from airflow_carbon.triggers.event import CarbonEvent
+from airflow_carbon.triggers.pacing import loop_pacer
 from airflow_carbon.units import parse_instant
 
 #: A series older than this is not used when a fresh read fails: the trigger then plans on no signal.
@@ -31,9 +33,9 @@ SOLAR_BUDGET_MAX_AGE_S = 30.0
 SOLAR_HORIZON = timedelta(hours=48)
 #: Sleep in steps no longer than this, re-reading the clock, so a clock jump cannot make the trigger oversleep.
 MAX_SLEEP_STEP_S = 60.0
-#: Each trigger wakes up to this long after a planned start or refresh (a tenth of its refresh at most), so
-#: 10,000 of them planned on one forecast do not resume in one turn of the event loop.
-WAKE_SPREAD_S = 2.0
+#: Each trigger wakes up to this long after a planned start or a refresh (a tenth of its refresh at most, never
+#: past its deadline), as Airflow's DateTimeTrigger, which polls each second, is late by up to a second.
+WAKE_SPREAD_S = 1.0
 
 
 class CarbonWindowTrigger(BaseTrigger):
@@ -85,6 +87,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.refresh_s = float(refresh_s)
         self.task_settings = CarbonSettings.from_json("trigger", task_settings) if task_settings else None
         self.solar = SolarSite.from_dict(solar) if solar else None
+        self._awaited_load = False
         self.wake_offset = timedelta(seconds=random.uniform(0.0, min(WAKE_SPREAD_S, self.refresh_s / 10)))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -107,26 +110,37 @@ class CarbonWindowTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         reading, solar = Reading(None, None, None), NO_SOLAR
         planned_start: datetime | None = None
+        pacer = loop_pacer()
+        log = self.log  # made anew on each access: once per trigger, not once per round of 10,000 triggers
         while True:
+            await pacer.turn(max_wait_s=(self.deadline - utcnow()).total_seconds())
+            began_cpu_s = time.thread_time()
             now = utcnow()
             # At the deadline the decision is "run" whatever the signal says: the event keeps the last read's.
             if now < self.deadline:
+                self._awaited_load = False
                 reading = await self._cached_extended(await aload_first(self.signals, now, load=self._cached), now)
                 if self.solar is not None:
                     solar = await aread_solar(self.solar, now, self.deadline + self.job.duration,
                                               forecast=self._cached_forecast, free=self._cached_free)
+                if self._awaited_load:  # a shared load wakes all who waited on it at once: queue again
+                    await pacer.turn(max_wait_s=(self.deadline - utcnow()).total_seconds())
+                    began_cpu_s = time.thread_time()
             decision = self._decide(now, reading, solar.free, planned_start)
             planned_start = decision.start
             if decision.run_now:
-                self.log.info("carbon window: %s at %s", decision.reason, now.isoformat())
+                log.info("carbon window: %s at %s", decision.reason, now)
                 event = CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.task_settings,
                                        tuple(self.signals), **solar_for_event(solar, now, self.job.duration))
-                yield TriggerEvent(event.to_json())
+                payload = event.to_json()
+                pacer.spent(time.thread_time() - began_cpu_s)
+                yield TriggerEvent(payload)
                 return
             # From after the read, so the next refresh finds this read stale rather than planning on it again.
             wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s(reading.series)), self.deadline)
-            self.log.info("next check at %s; planned start %s (%s); deadline %s", wake.isoformat(),
-                          decision.start.isoformat(), decision.reason, self.deadline.isoformat())
+            log.info("next check at %s; planned start %s (%s); deadline %s", wake, decision.start,
+                     decision.reason, self.deadline)
+            pacer.spent(time.thread_time() - began_cpu_s)
             await sleep_until(self._spread(wake))
 
     def _decide(self, now: datetime, reading: Reading, solar_free: Series | None,
@@ -159,8 +173,8 @@ class CarbonWindowTrigger(BaseTrigger):
         return replace(decision, now=now, deadline=self.deadline, start=max(decision.start, now))
 
     def _spread(self, wake: datetime) -> datetime:
-        """The wake moved by this trigger's own offset, never past its deadline: triggers planned on one series
-        would otherwise all resume in one turn of the event loop and stall it."""
+        """The wake moved by this trigger's own offset, never past its deadline: tasks planned on one forecast
+        would otherwise all resume at the same instant, in one turn of the event loop."""
         return wake if wake >= self.deadline else min(wake + self.wake_offset, self.deadline)
 
     def _refresh_s(self, series: Series | None) -> float:
@@ -174,6 +188,10 @@ class CarbonWindowTrigger(BaseTrigger):
         """
         key = ("signal", tuple(sorted(ref.to_dict().items())), history.total_seconds())
         cache = shared_cache()
+        kept = cache.fresh(key, self.refresh_s)
+        if kept is not None:
+            return kept
+        self._awaited_load = True
         try:
             return await within(cache.get(key, lambda: aload(ref, now, history), max_age_s=self.refresh_s),
                                 (self.deadline - utcnow()).total_seconds())
@@ -192,6 +210,10 @@ class CarbonWindowTrigger(BaseTrigger):
             return reading
         forecaster = next((ref.forecaster for ref in self.signals if ref.name == reading.served_by), None)
         key = ("extended", reading.served_by, forecaster, horizon_for(now, until).days)
+        kept = shared_cache().fresh(key, self.refresh_s)
+        if kept is not None:
+            return kept
+        self._awaited_load = True
         try:
             return await within(shared_cache().get(key, lambda: aforecast_beyond(reading, self.signals, now, until,
                                                                                   load=self._cached),
