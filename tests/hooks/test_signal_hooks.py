@@ -15,13 +15,12 @@ from airflow_carbon.hooks.ukgrid import UKCarbonIntensityHook
 from airflow_carbon.hooks.watttime import WattTimeHook
 from airflow_carbon.operators.runtime import CarbonTaskRun, checked_source_refs
 from airflow_carbon.settings import CarbonSettingsError, resolve
-from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.signals.services.http import reset_breakers
 from airflow_carbon.signals.services.pool import aclose_clients
 from airflow_carbon.signals.source import CsvFileSource, SourceRef
 from tests.fakes import FakeTask, FakeTaskInstance
 from tests.fakes.signal_server import EM_TOKEN, WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
-from tests.signal_files import write_signal
+from tests.signal_files import write_measured_history, write_signal
 
 
 @pytest.fixture
@@ -139,16 +138,6 @@ def test_a_csv_connection_opens_as_its_file_with_its_own_region(server, monkeypa
     assert source.replay is False and CarbonCsvHook("file").test_connection()[0]
 
 
-def _measured_history_csv(path, now: datetime, days: int = 10):
-    """A CSV a logger appends to: ten days of the bundled German values, hourly, its last hour holding now."""
-    hourly = bundled_intensity("DE").values
-    last_hour = now.replace(minute=0, second=0, microsecond=0)
-    hours = [last_hour - timedelta(hours=h) for h in range(days * 24 - 1, -1, -1)]
-    rows = [f"{hour.isoformat()},{value:.1f}" for hour, value in zip(hours, hourly[2000:], strict=False)]
-    path.write_text("timestamp,carbon_intensity\n" + "\n".join(rows) + "\n")
-    return path
-
-
 @pytest.mark.parametrize(("task_forecaster", "extra", "used"), [
     (None, {}, "seasonal"),                                # [carbon]'s default
     (None, {"forecaster": "persistence"}, "persistence"),  # the connection's extra
@@ -157,7 +146,7 @@ def _measured_history_csv(path, now: datetime, days: int = 10):
 def test_a_live_csv_of_measured_history_is_planned_on_with_a_forecast_made_from_it(
         server, monkeypatch, tmp_path, task_forecaster, extra, used):
     now = datetime.now(UTC)
-    path = _measured_history_csv(tmp_path / "measured.csv", now)
+    path = write_measured_history(tmp_path / "measured.csv", now)
     monkeypatch.setenv("AIRFLOW_CONN_LOGGER", json.dumps({
         "conn_type": "carbon_csv", "extra": {"path": str(path), "region": "DE", "replay": "false", **extra}}))
     settings = resolve("t", {"source": "logger", "region": "DE", "forecaster": task_forecaster})
@@ -174,7 +163,7 @@ def test_a_live_csv_of_measured_history_is_planned_on_with_a_forecast_made_from_
 
 
 def test_a_connection_that_names_an_unknown_forecaster_fails_the_task_at_its_start(server, monkeypatch, tmp_path):
-    path = _measured_history_csv(tmp_path / "measured.csv", datetime.now(UTC), days=2)
+    path = write_measured_history(tmp_path / "measured.csv", datetime.now(UTC), days=2)
     monkeypatch.setenv("AIRFLOW_CONN_LOGGER", json.dumps({
         "conn_type": "carbon_csv", "extra": {"path": str(path), "region": "DE", "forecaster": "prophet"}}))
     with pytest.raises(CarbonSettingsError, match="task 't': connection 'logger': extra 'forecaster': unknown "

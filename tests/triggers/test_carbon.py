@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
+from airflow_carbon.forecasting.extend import extend
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.planning import decide
 from airflow_carbon.settings import resolve
@@ -15,7 +17,7 @@ from airflow_carbon.signals.source import SourceRef
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
 from airflow_carbon.triggers.event import CarbonEvent
 from tests.helpers import solar_series
-from tests.signal_files import write_signal
+from tests.signal_files import write_measured_history, write_signal
 from tests.solar_files import write_forecast, write_grid
 
 BUNDLED_DE = SourceRef.bundled("DE").to_dict()
@@ -156,6 +158,33 @@ def test_triggers_wake_spread_over_a_tenth_of_their_refresh_and_never_past_their
     trigger = trigger_for(path, refresh_s=60, deadline_in_s=3)
     assert trigger._spread(trigger.deadline - timedelta(milliseconds=1)) <= trigger.deadline
     assert trigger._spread(trigger.deadline) == trigger.deadline
+
+
+def test_triggers_on_a_source_without_a_forecast_share_one_forecast_per_refresh(tmp_path, monkeypatch):
+    """300 tasks on a live CSV of measured history: one history read and one forecast for all of them."""
+    import airflow_carbon.hooks.sources as sources
+
+    path = write_measured_history(tmp_path / "measured.csv", datetime.now(UTC))
+    made = []
+    monkeypatch.setattr(sources, "extend", lambda *args: made.append(args[3]) or extend(*args))
+    ref = replace(SourceRef.file(str(path), "DE", replay=False), forecaster="persistence").to_dict()
+
+    async def run_all():
+        now = datetime.now(UTC)
+        triggers = [CarbonWindowTrigger(ready_at=now, deadline=now + timedelta(hours=6, seconds=i), policy="forecast",
+                                        duration_s=600, energy_kwh=0.1, signals=[ref], refresh_s=600)
+                    for i in range(300)]
+        plans = [asyncio.create_task(anext(trigger.run())) for trigger in triggers]
+        await asyncio.sleep(3)  # every trigger plans once within its first turn; none fires at this intensity
+        fired = [plan for plan in plans if plan.done()]
+        for plan in plans:
+            plan.cancel()
+        return fired
+
+    fired = asyncio.run(run_all())
+    assert made == ["persistence"]
+    for plan in fired:  # those that found now the best start planned on the forecast past the file's end
+        assert plan.result().payload["signal"] == f"{path}, then persistence forecast from its history"
 
 
 def test_a_source_slower_than_the_deadline_cannot_hold_the_trigger_past_it(monkeypatch):
