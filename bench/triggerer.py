@@ -21,8 +21,8 @@ while waiting, how long after ``green_at`` the last trigger fired; for carbon al
 Item 2, planning at scale: 10,000 ``decide("forecast", ...)`` calls on a 72 h, 5-minute forecast.
 
 Usage: ``.venv/bin/python bench/triggerer.py [--quick] [--n 1000 --n 10000] [--append]``.
-``--append`` appends the "## 4. Triggerer load" section to bench/RESULTS.md (replacing an older
-section 4, leaving sections 1 to 3 as they are).
+``--append`` puts the "## 4. Triggerer load" section into bench/RESULTS.md (in place of an older
+section 4, leaving the other sections as they are).
 """
 
 from __future__ import annotations
@@ -366,10 +366,17 @@ def markdown(runs: list[tuple[dict, dict]], planning: dict[str, float], command:
 
 
 def append_section(section: str) -> None:
+    """Put section 4 in place of an older one, keeping every section before and after it."""
     text = RESULTS_PATH.read_text(encoding="utf-8")
-    if SECTION_TITLE in text:
-        text = text[:text.index(SECTION_TITLE)].rstrip("\n") + "\n"
-    RESULTS_PATH.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+    if SECTION_TITLE not in text:
+        RESULTS_PATH.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+        return
+    head, rest = text.split(SECTION_TITLE, 1)
+    after = rest.find("\n## ")
+    marker = rest.find("\n<!-- bench/")
+    ends = [at for at in (after, marker) if at >= 0]
+    tail = rest[min(ends):] if ends else ""
+    RESULTS_PATH.write_text(head.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n" + tail, encoding="utf-8")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -95,13 +95,18 @@ def _seen(future: asyncio.Future) -> None:
         future.exception()
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SingleFlightCache] = weakref.WeakKeyDictionary()
+def per_loop(make: Callable[[], T]) -> Callable[[], T]:
+    """A getter of one ``make()`` per running event loop: what every trigger of one triggerer process shares."""
+    made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        if loop not in made:
+            made[loop] = make()
+        return made[loop]
+
+    return get
 
 
-def shared_cache() -> SingleFlightCache:
-    """The cache every trigger on this event loop (one triggerer process) shares."""
-    loop = asyncio.get_running_loop()
-    cache = _per_loop.get(loop)
-    if cache is None:
-        cache = _per_loop[loop] = SingleFlightCache()
-    return cache
+#: The cache every trigger on this event loop (one triggerer process) shares.
+shared_cache: Callable[[], SingleFlightCache] = per_loop(SingleFlightCache)

@@ -11,8 +11,10 @@ so no turn of the loop runs more than a bucket of wakes; the others wait in orde
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections import deque
+from collections.abc import Callable
+
+from airflow_carbon.signals.cache import per_loop
 
 #: The work on the wakes' account that one turn of the loop may hold.
 BURST_S = 0.01
@@ -71,13 +73,5 @@ class Pacer:
             self._fill_later()
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = weakref.WeakKeyDictionary()
-
-
-def loop_pacer() -> Pacer:
-    """The pacer every trigger on this event loop (one triggerer process) shares."""
-    loop = asyncio.get_running_loop()
-    pacer = _per_loop.get(loop)
-    if pacer is None:
-        pacer = _per_loop[loop] = Pacer()
-    return pacer
+#: The pacer every trigger on this event loop (one triggerer process) shares.
+loop_pacer: Callable[[], Pacer] = per_loop(Pacer)
