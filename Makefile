@@ -56,6 +56,7 @@ test-distributed: $(STAMP) $(SERVICES)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/savings.py --weeks 2 --write
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -41,6 +41,8 @@ from bench.baseline import PointEstimate, cats_style_best, point_estimates
 from bench.jobs import random_forecast, random_jobs
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+#: Where the sections of bench/triggerer.py and bench/savings.py begin; a full run keeps them.
+LATER_SECTIONS = "\n## 4. "
 SECTIONS = ("planning", "simulate", "savings")
 #: Emissions of two planners agree when they differ by less than this (grams).
 AGREEMENT_G = 1e-6
@@ -486,6 +488,13 @@ def render(command: str, started: datetime, facts: list[str], sections: list[str
     return "\n".join(lines) + "\n"
 
 
+def with_later_sections(report: str, path: Path) -> str:
+    """The report, then the sections other benchmarks wrote into the same file (4 on: the triggerer, savings)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    later = old.find(LATER_SECTIONS)
+    return report if later < 0 else report.rstrip("\n") + "\n" + old[later:]
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (seconds, not minutes)")
@@ -521,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     time.perf_counter() - began, args.quick)
     print(report)
     if output is not None:
-        output.write_text(report, encoding="utf-8")
+        output.write_text(with_later_sections(report, output), encoding="utf-8")
         print(f"written to {output}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} checks FAILED:\n" + "\n".join(failures), file=sys.stderr)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from airflow_carbon.forecasting import FORECASTERS, forecast
 from airflow_carbon.forecasting.methods import RidgeModel
+from airflow_carbon.planning.policies import DEFAULT_SETTINGS
 from airflow_carbon.signals import Series
 from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.simulate import Jobs, simulate, summarize
@@ -129,7 +130,10 @@ def markdown(results: dict[str, dict[tuple[str, int], Cell]], costs: list[str], 
         f"{days} days of 2020 with {JOBS_PER_DAY} jobs a day ({JOB_DURATION_S / 60:.0f} min, {JOB_ENERGY_KWH} kWh "
         f"each, seed {SEED}); waiting jobs re-planned "
         f"{f'every {refresh}' if refresh else 'never (planned once)'} with a fresh forecast issued from the periods "
-        "measured by then. Each cell: the `forecast` policy's saving against running at once, and in brackets its "
+        "measured by then. Each cell: the `forecast` policy's saving (at its defaults: "
+        f"`risk_aversion={DEFAULT_SETTINGS.risk_aversion:g}`, "
+        f"`replan_margin_pct={DEFAULT_SETTINGS.replan_margin_pct:g}`, "
+        f"`min_saving_pct={DEFAULT_SETTINGS.min_saving_pct:g}`) against running at once, and in brackets its "
         "share of the oracle's saving. `perfect` and `noise:5%` are references, not what a user gets.",
     ]
     for region, cells in results.items():
