@@ -218,9 +218,9 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "forecaster": {
                         "description": ("What carries a source's series past its end (a CSV of measured history, a "
-                                        "service without forecast access, or beyond its horizon): persistence, "
-                                        "seasonal, model or none. A task's own setting wins, then its source "
-                                        "connection's extra 'forecaster', then this."),
+                                        "live source beyond its horizon): persistence, seasonal, model or none. A "
+                                        "task's own setting wins, then its source connection's extra 'forecaster', "
+                                        "then this."),
                         "default": "seasonal", "type": "string", "example": None, "version_added": "0.2.0",
                     },
                     "refresh_interval": {

@@ -60,8 +60,8 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "solar_threshold_kw": ("", "threshold policy: on-site solar at or above this kW is enough; empty means the "
                                 "task's own power."),
     "forecaster": (DEFAULT_FORECASTER, "What carries a source's series past its end (a CSV of measured history, a "
-                   "service without forecast access, or beyond its horizon): persistence, seasonal, model or none. "
-                   "A task's own setting wins, then its source connection's extra 'forecaster', then this."),
+                   "live source beyond its horizon): persistence, seasonal, model or none. A task's own setting "
+                   "wins, then its source connection's extra 'forecaster', then this."),
     "refresh_interval": ("5min", "How often a waiting task re-reads the signal and re-plans."),
     "metrics_conn_id": ("carbon_metrics_default", "Connection of the metrics store database."),
 }
