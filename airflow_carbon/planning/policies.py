@@ -68,9 +68,9 @@ class PolicySettings:
     :param risk_aversion: ``forecast``: how far toward its upper quantile a forecaster's forecast is
         taken when windows are compared (0: its point forecast; 1: the upper quantile), so an uncertain
         later window must beat a near one by more than the forecaster's usual error.
-    :param replan_margin_pct: ``forecast``, re-planning a waiting job: keep the start planned before unless
-        the new forecast's best start beats it by at least this share, so that a forecast that errs does not
-        chase the start later and later as its minimum moves.
+    :param replan_margin_pct: ``forecast``, re-planning a waiting job: keep the start planned before over
+        a later best start that does not beat it by at least this share, so that a forecast that errs does
+        not chase the start later and later as its minimum moves; an earlier best is always taken.
     :param on_unavailable: with no signal covering now, ``wait`` (plan on the deadline and
         re-plan when data comes) or ``run`` at once.
     """
@@ -194,8 +194,9 @@ def _forecast(request: _Request) -> Decision:
 
 
 def _keep_plan(request: _Request, starts: np.ndarray, compared_g: np.ndarray, best: int) -> int:
-    """The start planned before, unless the new best beats it by ``replan_margin_pct``; at the planned start
-    itself (now), running now unless waiting on beats it by as much."""
+    """The start planned before, when the new best lies later and does not beat it by ``replan_margin_pct``: a
+    forecast that errs must not chase a start later and later. At the planned start itself (now), running now
+    unless waiting on beats it by as much."""
     margin = request.settings.replan_margin_pct / 100.0
     if request.planned_s is None or not margin:
         return best
@@ -203,6 +204,8 @@ def _keep_plan(request: _Request, starts: np.ndarray, compared_g: np.ndarray, be
     if not at.size:
         return best
     kept = int(at[0])
+    if best < kept or compared_g[kept] > compared_g[0]:  # never resist an earlier start, nor keep one worse than now
+        return best
     return kept if compared_g[best] > compared_g[kept] * (1.0 - margin) else best
 
 

@@ -229,3 +229,13 @@ def test_a_replanned_job_keeps_its_planned_start_unless_the_new_best_beats_it_by
                       intensity=forecast, planned_start=planned,
                       settings=PolicySettings(replan_margin_pct=margin_pct, min_saving_pct=0))
     assert decision.start == T0 + timedelta(hours=start_h)
+
+
+def test_a_kept_plan_never_beats_running_now_and_the_reason_stays_honest():
+    """Running now (195) beats the planned start (210); the new best (190, from 1:00) beats the plan by under 10%:
+    the plan is not kept, the best wins, and no 'below_min_saving' is told for a plan worse than now."""
+    forecast = series([200, 190, 210, 195, 400, 400])
+    decision = decide("forecast", now=T0 + timedelta(minutes=30), deadline=T0 + timedelta(hours=4),
+                      job=Job(timedelta(hours=1), 1.0), intensity=forecast, planned_start=T0 + timedelta(hours=2),
+                      settings=PolicySettings(replan_margin_pct=10, min_saving_pct=0))
+    assert decision.reason == "green_window" and decision.expected_saving_g >= 0
