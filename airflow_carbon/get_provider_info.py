@@ -191,7 +191,7 @@ def get_provider_info() -> dict[str, Any]:
                         "description": ("forecast policy: 0..1, how far toward its 90th percentile a forecaster's "
                                         "forecast is taken when windows are compared, so an uncertain later window "
                                         "must beat a near one clearly."),
-                        "default": "0.5", "type": "string", "example": None, "version_added": "0.2.0",
+                        "default": "0.25", "type": "string", "example": None, "version_added": "0.2.0",
                     },
                     "threshold_g_per_kwh": {
                         "description": "threshold policy: an intensity at or below this is green.",

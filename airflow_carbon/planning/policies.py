@@ -52,7 +52,7 @@ DEFAULT_THRESHOLD_G_PER_KWH = 250.0
 DEFAULT_MAX_DELAY = timedelta(hours=4)
 #: Chosen on the measurements of bench/RESULTS.md §5c (see the README's "Savings on real grids").
 DEFAULT_MIN_SAVING_PCT = 0.0
-DEFAULT_RISK_AVERSION = 0.5
+DEFAULT_RISK_AVERSION = 0.25
 DEFAULT_REPLAN_MARGIN_PCT = 10.0
 
 
