@@ -30,10 +30,11 @@ class ForecasterError(ForecastError):
 
 @dataclass(frozen=True)
 class Forecast:
-    """A forecast series and, per quantile (0.1, 0.9), the values the truth stays below that often."""
+    """A forecast series, per quantile (0.1, 0.9) the values the truth stays below that often, and its maker."""
 
     series: Series
     quantiles: dict[float, np.ndarray]
+    forecaster: str  #: the forecaster that made it: the one asked for, or the one standing in for it
 
 
 FORECASTERS: dict[str, PointForecaster] = {
@@ -75,7 +76,7 @@ def forecast(name: str, history: Series, now: datetime | int, horizon: timedelta
                     history.unit, "forecast", f"{used}({history.source or history.region})", history.replayed,
                     estimated=True)
     bands = residual_quantiles(name, past, history.first_epoch_s, period_s, steps, quantiles) if quantiles else {}
-    return Forecast(series, {q: np.maximum(point + band, 0.0) for q, band in bands.items()})
+    return Forecast(series, {q: np.maximum(point + band, 0.0) for q, band in bands.items()}, used)
 
 
 def _point(name: str, past: np.ndarray, first_epoch_s: int, period_s: int, steps: int) -> np.ndarray:

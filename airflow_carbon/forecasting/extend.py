@@ -87,7 +87,7 @@ def extend(series: Series, now: datetime, horizon: timedelta, forecaster: str) -
             except ForecasterError:
                 name = SIMPLER.get(name)
                 continue
-        return _splice(series, made.series, made.quantiles.get(UPPER_QUANTILE), made.series.source.split("(")[0])
+        return _splice(series, made.series, made.quantiles.get(UPPER_QUANTILE), made.forecaster)
     return Extended(series)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -24,6 +24,8 @@ from airflow_carbon.signals.source import Reading, SourceRef
 from airflow_carbon.triggers.event import CarbonEvent
 from airflow_carbon.triggers.pacing import loop_pacer
 from airflow_carbon.units import parse_instant
+
+T = TypeVar("T")
 
 #: A series older than this is not used when a fresh read fails: the trigger then plans on no signal.
 STALE_AFTER_S = 3600.0
@@ -187,16 +189,10 @@ class CarbonWindowTrigger(BaseTrigger):
         The wait for a read ends at the deadline; the read itself goes on for the other triggers sharing it.
         """
         key = ("signal", tuple(sorted(ref.to_dict().items())), history.total_seconds())
-        cache = shared_cache()
-        kept = cache.fresh(key, self.refresh_s)
-        if kept is not None:
-            return kept
-        self._awaited_load = True
         try:
-            return await within(cache.get(key, lambda: aload(ref, now, history), max_age_s=self.refresh_s),
-                                (self.deadline - utcnow()).total_seconds())
+            return await self._shared(key, lambda: aload(ref, now, history), self.refresh_s)
         except Exception:
-            last = cache.last_good(key)
+            last = shared_cache().last_good(key)
             if last is None or last[1] > STALE_AFTER_S:
                 raise
             self.log.warning("%s failed; planning on its series from %.0f s ago", ref.name, last[1])
@@ -210,15 +206,9 @@ class CarbonWindowTrigger(BaseTrigger):
             return reading
         forecaster = next((ref.forecaster for ref in self.signals if ref.name == reading.served_by), None)
         key = ("extended", reading.served_by, forecaster, horizon_for(now, until).days)
-        kept = shared_cache().fresh(key, self.refresh_s)
-        if kept is not None:
-            return kept
-        self._awaited_load = True
         try:
-            return await within(shared_cache().get(key, lambda: aforecast_beyond(reading, self.signals, now, until,
-                                                                                  load=self._cached),
-                                                   max_age_s=self.refresh_s),
-                                (self.deadline - utcnow()).total_seconds())
+            return await self._shared(key, lambda: aforecast_beyond(reading, self.signals, now, until,
+                                                                    load=self._cached), self.refresh_s)
         except Exception as error:  # planning on the series in hand beats not planning
             self.log.warning("the forecast past the end of %s failed (%s: %s); planning on its series alone",
                              reading.served_by, type(error).__name__, error)
@@ -231,20 +221,27 @@ class CarbonWindowTrigger(BaseTrigger):
         an hour), never less than the refresh interval.
         """
         key = ("solar", tuple(sorted(site.source.to_dict().items())))
-        cache = shared_cache()
-        last = cache.last_good(key)
+        last = shared_cache().last_good(key)
         max_age_s = max(self.refresh_s, last[0][1]) if last is not None else self.refresh_s
-        return await within(cache.get(key, lambda: aforecast(site, now, max(horizon, SOLAR_HORIZON)),
-                                      max_age_s=max_age_s),
-                            (self.deadline - utcnow()).total_seconds())
+        return await self._shared(key, lambda: aforecast(site, now, max(horizon, SOLAR_HORIZON)), max_age_s)
 
     async def _cached_free(self, site: SolarSite, forecast: Series, start: datetime, end: datetime) -> Series:
         """What the site's budget leaves over the whole forecast, read once for every task waiting on the site."""
         key = ("solar-free", site.site, site.source.name, site.metrics_conn_id)
         until = max(end, from_epoch_s(forecast.end_epoch_s)) if len(forecast) else end
-        return await within(shared_cache().get(key, lambda: afree(site, forecast, start, until),
-                                               max_age_s=min(self.refresh_s, SOLAR_BUDGET_MAX_AGE_S)),
-                            (self.deadline - utcnow()).total_seconds())
+        return await self._shared(key, lambda: afree(site, forecast, start, until),
+                                  min(self.refresh_s, SOLAR_BUDGET_MAX_AGE_S))
+
+    async def _shared(self, key: Hashable, load: Callable[[], Awaitable[T]], max_age_s: float) -> T:
+        """A value every trigger of this triggerer shares: a fresh one at once, without a task or a future (the
+        path 10,000 waiting triggers take); else awaited, but never past the deadline, while the load goes on
+        for the others sharing it."""
+        cache = shared_cache()
+        kept = cache.fresh(key, max_age_s)
+        if kept is not None:
+            return kept
+        self._awaited_load = True
+        return await within(cache.get(key, load, max_age_s=max_age_s), (self.deadline - utcnow()).total_seconds())
 
 
 async def sleep_until(moment: datetime) -> None:
