@@ -7,6 +7,8 @@ fields from ``TaskTryRecord``. Adding a field is a field here (with its phase) p
 fallback when the first failed), and ``signal`` the origin of the intensity series it was
 accounted on (``watttime:co2_moer``, ``replay of de_ci.csv``). For on-site solar, ``solar_served_by`` names
 the solar source that answered and ``solar_basis`` whether ``solar_kwh`` rests on measured output, a forecast or both.
+A try a person made run before its plan (a release, or carbon-awareness switched off) says who, when and why in
+``released_by``, ``released_at`` and ``release_reason``.
 
 Pure: no Airflow, no SQLAlchemy.
 """
@@ -24,10 +26,11 @@ from airflow_carbon.errors import CarbonError
 from airflow_carbon.units import parse_instant
 
 #: The version of this schema, written into every record's JSON and spool file.
-SCHEMA_VERSION = 3
-#: Versions ``from_json`` reads: XCom and spool files written by the previous release must still load. Version 2
-#: lacks the solar fields (``site``, ``solar_served_by``, ``solar_basis``), which then read as None.
-READABLE_VERSIONS = (2, SCHEMA_VERSION)
+SCHEMA_VERSION = 4
+#: Versions ``from_json`` reads: XCom and spool files written by earlier releases must still load. Version 2
+#: lacks the solar fields (``site``, ``solar_served_by``, ``solar_basis``), version 3 the release fields
+#: (``released_by``, ``released_at``, ``release_reason``); missing fields read as None.
+READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
 
 DEFERRED = "deferred"
 RUNNING = "running"
@@ -36,6 +39,9 @@ FAILED = "failed"
 #: A row in one of these states has its completion fields; a late decision never takes it back.
 FINISHED_STATES = (COMPLETED, FAILED)
 STATES = (DEFERRED, RUNNING, *FINISHED_STATES)
+#: A try counts as delayed when its work started this long after it became ready: a try that runs at once
+#: starts within the time it takes to read its source, one that waited at least a refresh or a release poll later.
+DELAYED_AFTER_S = 10.0
 
 #: Which write sets a field: the key identifies the try; ``decision`` fields are written when the try
 #: plans; ``completion`` fields when it has run; ``shared`` fields by both (the completion's value wins).
@@ -103,6 +109,9 @@ class TaskTryRecord:
     baseline_emissions_g: Annotated[float | None, COMPLETION] = None  #: emissions had it run when ready
     saved_g: Annotated[float | None, COMPLETION] = None  #: baseline_emissions_g - emissions_g
     estimated: Annotated[bool | None, COMPLETION] = None  #: true unless every input was measured
+    released_by: Annotated[str | None, SHARED] = None  #: who made it run before its plan (a release or eco-mode off)
+    released_at: Annotated[datetime | None, SHARED] = None  #: when that person asked
+    release_reason: Annotated[str | None, SHARED] = None  #: the reason they gave
     updated_at: Annotated[datetime | None, META] = None  #: when the store last wrote the row
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""The metrics store's tables: the task try table typed from the record's schema, and the site solar ledger's.
+"""The metrics store's tables: the task try table typed from the record's schema, the site solar ledger's, and
+what people decided over the planner (releases, eco-mode-off switches, budgets) with its audit trail.
 
 They are what the store writes and the migrations' head.
 
@@ -103,6 +104,67 @@ SOLAR_OUTPUT = Table(
     Column("output_kw", Float, nullable=False),
     Column("basis", String(16), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+#: One row per try a person released: the trigger waiting for it fires at its next poll.
+RELEASE = Table(
+    "carbon_release",
+    METADATA,
+    *(_column(name) for name in KEY_FIELDS),
+    Column("released_by", String(250), nullable=False),
+    Column("released_at", UTCDateTime, nullable=False),
+    Column("reason", String, nullable=True),
+)
+#: Carbon-awareness switched off, per DAG (``scope`` its id) or for every DAG (``scope`` ``*``).
+ECO_SWITCH = Table(
+    "carbon_eco_switch",
+    METADATA,
+    Column("scope", String(250), primary_key=True),
+    Column("until", UTCDateTime, nullable=True),
+    Column("windows", JSON(none_as_null=True), nullable=True),
+    Column("set_by", String(250), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("reason", String, nullable=True),
+)
+#: A DAG's carbon budget; ``source`` says whether DAG code or a person (``api``) set it, and a person's wins.
+BUDGET = Table(
+    "carbon_budget",
+    METADATA,
+    Column("dag_id", String(250), primary_key=True),
+    Column("grams", Float, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("strict", Boolean, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("set_by", String(250), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("reason", String, nullable=True),
+)
+#: One row per DAG and budget period it went over: whoever inserts it first tells (callback, log line), once.
+BUDGET_ALERT = Table(
+    "carbon_budget_alert",
+    METADATA,
+    Column("dag_id", String(250), primary_key=True),
+    Column("period_start", UTCDateTime, primary_key=True),
+    Column("spent_g", Float, nullable=False),
+    Column("budget_g", Float, nullable=False),
+    Column("alerted_at", UTCDateTime, nullable=False),
+)
+#: Who changed what and why: releases, eco-mode switches, budgets, budgets exceeded. ``dag_id`` NULL: every DAG.
+AUDIT = Table(
+    "carbon_audit",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(250), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("dag_id", String(250), nullable=True),
+    Column("run_id", String(250), nullable=True),
+    Column("task_id", String(250), nullable=True),
+    Column("map_index", Integer, nullable=True),
+    Column("reason", String, nullable=True),
+    Column("detail", JSON(none_as_null=True), nullable=True),
+    Index("ix_carbon_audit_dag_id_at", "dag_id", "at"),
 )
 
 

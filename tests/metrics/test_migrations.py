@@ -62,11 +62,14 @@ KINDS = {
 #: What 0003 adds to every row of the task try table: no site, no solar source, no solar basis.
 SOLAR_COLUMNS = {"site": None, "solar_served_by": None, "solar_basis": None}
 SOLAR_TABLES = ("carbon_solar_site", "carbon_solar_reservation", "carbon_solar_output")
+#: What 0004 adds to every row of the task try table: nobody released it.
+RELEASE_COLUMNS = {"released_by": None, "released_at": None, "release_reason": None}
+CONTROL_TABLES = ("carbon_release", "carbon_eco_switch", "carbon_budget", "carbon_budget_alert", "carbon_audit")
 
 
 def upgraded(row: dict[str, Any]) -> dict[str, Any]:
     """A row of the code before migrations as the head reads it."""
-    return row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS
+    return row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS | RELEASE_COLUMNS
 
 
 @pytest.fixture(params=BACKENDS)
@@ -183,7 +186,7 @@ def test_a_new_store_gets_the_same_schema_from_create_all_as_from_every_revision
     with by_revisions.begin() as connection:
         command.upgrade(migrations.config(connection), "head")
     first, second = schema(created), schema(by_revisions)
-    assert set(first) == {"carbon_alembic_version", "carbon_task_try", *SOLAR_TABLES}
+    assert set(first) == {"carbon_alembic_version", "carbon_task_try", *SOLAR_TABLES, *CONTROL_TABLES}
     assert first == second
     created.dispose()
     by_revisions.dispose()
@@ -333,6 +336,8 @@ def same_values(answer: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_row_of_a_store_made_before_migrations_reads_back_through_the_json_api(url, carbon_api, monkeypatch):
+    from tests.plugins.test_api import register_task_instance
+
     create_main_store(url)
     serve(monkeypatch, url)  # the API opens the store, which upgrades it: nobody ran --upgrade
     expected = [upgraded(row) for row in main_rows()]
@@ -366,8 +371,12 @@ def test_every_row_of_a_store_made_before_migrations_reads_back_through_the_json
             1 for row in runs if row["failed_sources"] or row["served_by"] not in (None, row["source"]))
     assert history == {}
 
-    deferred = carbon_api.get("/carbon/api/deferred").json()
     waiting = {("dag_a", "summarize", 2), ("dag_b", "tag", 1), ("dag_c", "evaluate", 3), ("dag_c", "score", 1)}
+    for row in expected:  # a try waits only while Airflow has its task instance deferred at that try
+        if (row["dag_id"], row["task_id"], row["try_number"]) in waiting:
+            register_task_instance(row["dag_id"], row["run_id"], row["task_id"], row["map_index"],
+                                   try_number=row["try_number"])
+    deferred = carbon_api.get("/carbon/api/deferred").json()
     assert {(answer["dag_id"], answer["task_id"], answer["try_number"]) for answer in deferred} == waiting
     for answer in deferred:
         [row] = [row for row in expected if all(row[name] == answer[name] for name in KEY_FIELDS)]
@@ -470,7 +479,7 @@ def store_at_0002(url: str) -> Engine:
         assert migrations.current_revision(connection) == "0002"
         assert "site" not in {column["name"] for column in inspect(connection).get_columns("carbon_task_try")}
         rows = [{name: value for name, value in TaskTryRecord.from_json(data).to_json().items()
-                 if name in TABLE.c and name not in SOLAR_COLUMNS} for data in RECORDS_0002]
+                 if name in TABLE.c and name not in SOLAR_COLUMNS | RELEASE_COLUMNS} for data in RECORDS_0002]
         connection.execute(TABLE.insert(), [row | {"failed_sources": row["failed_sources"] or None,
                                                    "updated_at": "2024-06-01T12:00:00+00:00"} for row in rows])
     return engine
@@ -506,4 +515,39 @@ def test_a_store_at_0002_keeps_its_rows_and_takes_the_solar_fields_and_ledger(ur
         "roof", "conn:inverter", "measured", "completed")
     assert done.planned_start == old[1].planned_start  # kept from the decision 0002's code wrote
     assert ledger.site_days(start)[0]["used_kwh"] == pytest.approx(0.5)
+    store.close()
+
+
+def test_a_store_at_0003_keeps_its_rows_and_takes_the_release_fields_and_control_tables(url):
+    """The previous release's store (0003, with a solar try) upgraded: every row reads back, nobody released any,
+    and a try it left waiting can be released and switched."""
+    engine = store_at_0002(url)
+    with engine.begin() as connection:
+        command.upgrade(migrations.config(connection), "0003")
+    solar_try = {"dag_id": "dag_s", "task_id": "solar_try", "run_id": "r9", "map_index": -1, "try_number": 1,
+                 "state": "deferred", "site": "roof", "solar_served_by": "conn:inverter",
+                 "ready_at": "2024-06-01T12:00:00+00:00", "updated_at": "2024-06-01T12:00:00+00:00"}
+    with engine.begin() as connection:
+        connection.execute(TABLE.insert(), [solar_try])
+        before = [dict(row) for row in connection.execute(text("SELECT * FROM carbon_task_try")).mappings()]
+    assert migrations.upgrade(engine) == Upgrade("0003", migrations.head())
+    assert differences(engine) == []
+    assert set(CONTROL_TABLES) <= set(inspect(engine).get_table_names())
+    store = MetricsStore.from_engine(engine)
+    rows = store.rows()
+    assert len(rows) == len(before)
+    assert all({name: row[name] for name in RELEASE_COLUMNS} == RELEASE_COLUMNS for row in rows)
+    [waiting] = store.records(dag_id="dag_s", task_id="solar_try")
+    assert (waiting.site, waiting.state) == ("roof", "deferred")
+
+    from airflow_carbon.metrics import control
+
+    now = parse_instant("2024-06-01T12:05:00+00:00")
+    released = control.release(engine, "dag_s", "r9", "solar_try", -1, actor="ann", reason="now", now=now)
+    assert released["try_number"] == 1
+    assert control.control_state(engine).override(waiting.key, now).by == "ann"
+    store.write(replace(waiting, state="running", reason="released", released_by="ann", released_at=now,
+                        release_reason="now"))
+    [ran] = store.records(dag_id="dag_s", task_id="solar_try")
+    assert (ran.released_by, ran.released_at, ran.release_reason, ran.site) == ("ann", now, "now", "roof")
     store.close()

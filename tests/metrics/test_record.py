@@ -83,10 +83,10 @@ def test_numpy_scalars_come_out_as_json_numbers():
     assert (data["energy_kwh"], data["emissions_g"], data["estimated"]) == (0.25, 10.0, True)
 
 
-@pytest.mark.parametrize("version", [1, 4, "3", None])
+@pytest.mark.parametrize("version", [1, 5, "3", None])
 def test_from_json_refuses_another_version(version):
     data = RECORDS[DEFERRED].to_json() | {"version": version}
-    with pytest.raises(InvalidRecordError, match=f"record version {version!r} is not one of 2, {SCHEMA_VERSION}"):
+    with pytest.raises(InvalidRecordError, match=f"record version {version!r} is not one of 2, 3, {SCHEMA_VERSION}"):
         TaskTryRecord.from_json(data)
 
 
@@ -99,7 +99,17 @@ def test_a_version_2_record_from_xcom_or_a_spool_file_still_loads_without_the_so
     assert record == RECORDS[state] and all(getattr(record, name) is None for name in solar)
     spooled = parse_record(json.dumps({"format": 2, "record": data}))
     assert spooled == RECORDS[state]
-    assert spooled.to_json()["version"] == SCHEMA_VERSION == 3
+    assert spooled.to_json()["version"] == SCHEMA_VERSION == 4
+
+
+@pytest.mark.parametrize("state", list(RECORDS))
+def test_a_version_3_record_from_xcom_or_a_spool_file_still_loads_without_the_release_fields(state):
+    """What the previous release pushed to XCom and spooled: version 3, nobody released it."""
+    released = ("released_by", "released_at", "release_reason")
+    data = {name: value for name, value in RECORDS[state].to_json().items() if name not in released} | {"version": 3}
+    record = TaskTryRecord.from_json(json.loads(json.dumps(data)))
+    assert record == RECORDS[state] and all(getattr(record, name) is None for name in released)
+    assert parse_record(json.dumps({"format": 2, "record": data})) == RECORDS[state]
 
 
 def test_the_solar_fields_round_trip_and_have_their_phases():
