@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_carbon.control import Budget, parse_budget
 from airflow_carbon.errors import CarbonConfigError
 from airflow_carbon.forecasting.extend import DEFAULT_FORECASTER, check_forecaster
 from airflow_carbon.planning import (
@@ -156,6 +157,19 @@ def _optional_instant(value: Any) -> datetime | None:
     return None if value in (None, "") else parse_instant(value)
 
 
+def _optional_budget(value: Any) -> Budget | None:
+    return None if value in (None, "") else parse_budget(value, "")
+
+
+def _callbacks(value: Any) -> tuple[Callable[..., Any], ...]:
+    """A callback or a list of them, as Airflow's own ``on_*_callback`` arguments take."""
+    callbacks = tuple(value) if isinstance(value, list | tuple) else (value,)
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"expected a callable or a list of callables, got {callback!r}")
+    return callbacks
+
+
 @dataclass(frozen=True)
 class CarbonSettings:
     """Resolved settings of one carbon-aware task; see ``CONFIG_OPTIONS`` for their meaning."""
@@ -180,6 +194,7 @@ class CarbonSettings:
     forecaster: str | None = None
     risk_aversion: float = DEFAULT_RISK_AVERSION
     replan_margin_pct: float = DEFAULT_REPLAN_MARGIN_PCT
+    carbon_budget: Budget | None = None
     #: ``[carbon] forecaster``, read once when the settings are resolved: for sources whose connection names none.
     default_forecaster: str = DEFAULT_FORECASTER
     #: ``[carbon] power_kw``, read once when the settings are resolved: what a task that declares no energy draws.
@@ -206,6 +221,7 @@ class CarbonSettings:
         values = {name: getattr(self, name) for name in (*SETTING_NAMES, "assumed_power_kw", "default_forecaster")}
         return {name: value.total_seconds() if isinstance(value, timedelta) else
                 value.isoformat() if isinstance(value, datetime) else
+                {"grams": value.grams, "period": value.period, "strict": value.strict} if isinstance(value, Budget) else
                 list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
     @classmethod
@@ -244,8 +260,12 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "forecaster": _optional_forecaster,
     "risk_aversion": _fraction,
     "replan_margin_pct": _percentage,
+    "carbon_budget": _optional_budget,
 }
 SETTING_NAMES = tuple(PARSERS)
+#: Carbon options that are callables, run in the worker: checked like settings, never carried in a trigger's kwargs.
+CALLBACK_PARSERS: dict[str, Callable[[Any], Any]] = {"on_budget_exceeded": _callbacks}
+OPTION_NAMES = (*SETTING_NAMES, *CALLBACK_PARSERS)
 #: Settings a trigger carries back were resolved, perhaps by an earlier version that took ``max_delay=0``.
 RESOLVED_PARSERS = PARSERS | {"max_delay": parse_duration}
 
@@ -264,15 +284,15 @@ def _parse(task_id: str, name: str, value: Any, parsers: Mapping[str, Callable[[
 def check_given(task_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse unknown names, bad values and ``deadline`` beside ``max_delay``; Jinja templates are checked
     after rendering."""
-    unknown = sorted(set(given) - set(SETTING_NAMES))
+    unknown = sorted(set(given) - set(OPTION_NAMES))
     if unknown:
         raise CarbonSettingsError(f"task {task_id!r}: unknown carbon setting {unknown[0]!r}; "
-                                  f"known: {', '.join(SETTING_NAMES)}")
+                                  f"known: {', '.join(OPTION_NAMES)}")
     if given.get("deadline") is not None and given.get("max_delay") is not None:
         raise CarbonSettingsError(f"task {task_id!r}: carbon settings deadline={given['deadline']!r} and "
                                   f"max_delay={given['max_delay']!r} given together; give one (a deadline is "
                                   "absolute, max_delay counts from when the task became ready)")
-    return {name: _parse(task_id, name, value) for name, value in given.items()
+    return {name: _parse(task_id, name, value, PARSERS | CALLBACK_PARSERS) for name, value in given.items()
             if value is not None and not _is_template(value)}
 
 
@@ -280,7 +300,7 @@ def check_task(task_id: str, given: Mapping[str, Any], default_args: Mapping[str
     """What can be refused when the DAG is parsed: the task's settings, its DAG's ``default_args`` that are
     carbon settings, and a region without bundled data where the task can only plan on bundled data."""
     check_given(task_id, given)
-    defaults = {name: value for name, value in (default_args or {}).items() if name in SETTING_NAMES}
+    defaults = {name: value for name, value in (default_args or {}).items() if name in OPTION_NAMES}
     check_given(task_id, defaults)
     region = given.get("region") if given.get("region") is not None else defaults.get("region")
     if region is None or _is_template(region) or given.get("source") or defaults.get("source"):
@@ -314,7 +334,7 @@ def check_arguments(task_id: str, given: Mapping[str, Any], operator_class: type
     """
     accepted = operator_arguments(operator_class)
     unknown = {name: value for name, value in given.items()
-               if name not in accepted and name not in SETTING_NAMES and not name.startswith("_airflow")}
+               if name not in accepted and name not in OPTION_NAMES and not name.startswith("_airflow")}
     check_given(task_id, unknown)
 
 

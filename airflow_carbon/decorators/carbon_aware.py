@@ -15,7 +15,7 @@ from airflow.sdk.bases.decorator import task_decorator_factory
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_carbon.operators.carbon_aware import carbon_aware_class, wrap_operator
-from airflow_carbon.settings import SETTING_NAMES, check_arguments, check_given
+from airflow_carbon.settings import OPTION_NAMES, check_arguments, check_given
 
 
 def _is_task_decorator(target: Any) -> bool:
@@ -51,7 +51,7 @@ def carbon_aware_task(python_callable: Callable | None = None, multiple_outputs:
 
     An argument that is neither a carbon setting nor the operator's is refused as a misspelled carbon setting.
     """
-    options = {name: kwargs.pop(name) for name in SETTING_NAMES if name in kwargs}
+    options = {name: kwargs.pop(name) for name in OPTION_NAMES if name in kwargs}
     operator_class = carbon_aware_class(_PythonDecoratedOperator)
 
     def decorate(function: Any) -> Any:

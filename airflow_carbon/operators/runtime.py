@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_carbon import stats
 from airflow_carbon.accounting import account
 from airflow_carbon.accounting.record import solar_used_kwh
 from airflow_carbon.clock import utcnow
@@ -19,8 +20,9 @@ from airflow_carbon.hooks import site as site_solar
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.hooks.site import SolarSite
 from airflow_carbon.hooks.sources import load_first, open_source
+from airflow_carbon.metrics import control
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryKey, TaskTryRecord
-from airflow_carbon.planning import Job, decide
+from airflow_carbon.planning import Job, PolicySettings, decide, stricter
 from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, resolve
 from airflow_carbon.signals.series import SignalDataError
 from airflow_carbon.signals.source import Reading, SourceError, SourceRef
@@ -105,6 +107,8 @@ class CarbonTaskRun:
     sources: list[SourceRef]
     check_files: bool = False
     replay_told: bool = False
+    #: The policy and its settings the try plans with: the task's, or stricter while its DAG is over a strict budget.
+    planning: tuple[str, PolicySettings] | None = None
 
     @classmethod
     def start(cls, task: Any, context: Any, settings: CarbonSettings) -> CarbonTaskRun:
@@ -119,8 +123,10 @@ class CarbonTaskRun:
         if deadline < ready_at:
             raise CarbonSettingsError(f"task {task.task_id!r}: deadline {deadline.isoformat()} is before the task "
                                       f"became ready ({ready_at.isoformat()})")
-        return cls(task.task_id, key, with_site(task.task_id, settings), ready_at, deadline,
-                   checked_source_refs(task.task_id, settings), check_files=earlier is None)
+        run = cls(task.task_id, key, with_site(task.task_id, settings), ready_at, deadline,
+                  checked_source_refs(task.task_id, settings), check_files=earlier is None)
+        run._set_code_budget()
+        return run
 
     @classmethod
     def resume(cls, task: Any, context: Any, event: CarbonEvent) -> CarbonTaskRun:
@@ -161,11 +167,44 @@ class CarbonTaskRun:
             log.warning("carbon: task %r plans on %s: recorded data replayed onto today, not a forecast of today's "
                         "grid; name a live source (the source setting or [carbon] source) to plan on the real grid",
                         self.task_id, reading.series.source)
-        decision = decide(self.settings.policy, now=now, deadline=self.deadline, job=self.job,
-                          intensity=reading.series, solar=solar.free, settings=self.settings.policy_settings(),
-                          intensity_upper=reading.upper)
+        state, over_strict_budget = self._control(now)
+        policy, settings = self.settings.policy, self.settings.policy_settings()
+        if over_strict_budget:
+            policy, settings = stricter(policy, settings)
+        self.planning = policy, settings
+        decision = decide(policy, now=now, deadline=self.deadline, job=self.job, intensity=reading.series,
+                          solar=solar.free, settings=settings, intensity_upper=reading.upper)
         return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources),
-                              **site_solar.solar_for_event(solar, now, self.job.duration))
+                              **site_solar.solar_for_event(solar, now, self.job.duration),
+                              override=state.override(self.key, now))
+
+    def _control(self, now: datetime) -> tuple[control.ControlState, bool]:
+        """What people decided for this try (a release, eco-mode off) and whether its DAG is over a strict budget.
+
+        A store that cannot be read decides nothing: the task plans as if nobody had said anything."""
+        try:
+            engine = CarbonMetricsHook(self.settings.metrics_conn_id).get_store().engine
+            state = control.control_state(engine)
+            budgets = control.budget_status(engine, [self.key.dag_id], now)
+        except Exception as error:
+            log.warning("carbon: task %r cannot read releases, switches and budgets from the metrics store (%s: "
+                        "%s); it plans as usual", self.task_id, type(error).__name__, error)
+            return control.NO_CONTROL, False
+        return state, any(budget["over"] and budget["strict"] for budget in budgets)
+
+    def _set_code_budget(self) -> None:
+        """The budget the DAG's code names reaches the store, unless a person set the DAG's budget."""
+        budget = self.settings.carbon_budget
+        if budget is None:
+            return
+        try:
+            control.set_budget(CarbonMetricsHook(self.settings.metrics_conn_id).get_store().engine, self.key.dag_id,
+                               grams=budget.grams, period=budget.period, strict=budget.strict,
+                               actor=f"DAG {self.key.dag_id} code", reason=None, now=utcnow(),
+                               source=control.CODE_SOURCE)
+        except Exception as error:
+            log.warning("carbon: the carbon budget of DAG %r could not be written to the metrics store (%s: %s)",
+                        self.key.dag_id, type(error).__name__, error)
 
     def _refuse_bad_file(self, ref: SourceRef, error: Exception) -> None:
         """A missing or malformed source file is configuration, not an outage: waiting on it would hide it."""
@@ -175,10 +214,11 @@ class CarbonTaskRun:
                                       f"{error}") from None
 
     def trigger(self) -> CarbonWindowTrigger:
+        policy, settings = self.planning or (self.settings.policy, self.settings.policy_settings())
         return CarbonWindowTrigger(
-            ready_at=self.ready_at, deadline=self.deadline, policy=self.settings.policy,
+            ready_at=self.ready_at, deadline=self.deadline, policy=policy,
             duration_s=self.settings.expected_duration.total_seconds(), energy_kwh=self.job.energy_kwh,
-            signals=[ref.to_dict() for ref in self.sources], settings=asdict(self.settings.policy_settings()),
+            signals=[ref.to_dict() for ref in self.sources], settings=asdict(settings),
             refresh_s=self.settings.refresh_interval.total_seconds(), task_settings=self.settings.to_json(),
             solar=self.solar.to_dict() if self.solar is not None else None,
         )
@@ -195,7 +235,9 @@ class CarbonTaskRun:
         return replace(event, failed_sources=(*event.failed_sources, *failures)) if failures else event
 
     def _record(self, event: CarbonEvent, state: str, **values: Any) -> TaskTryRecord:
-        decision = event.decision
+        decision, override = event.decision, event.override
+        if override is not None:
+            values |= {"released_by": override.by, "released_at": override.at, "release_reason": override.note}
         return TaskTryRecord(
             **asdict(self.key), state=state, region=self.settings.region, source=self.sources[0].name,
             site=self.solar.site if self.solar is not None else None, solar_served_by=event.solar_served_by,
@@ -211,8 +253,17 @@ class CarbonTaskRun:
         Its energy is the planned energy, so a waiting row shows the intensity now (expected emissions / energy).
         """
         state = RUNNING if event.decision.run_now else DEFERRED
-        CarbonMetricsHook(self.settings.metrics_conn_id).write(
-            self._record(event, state, energy_kwh=self.job.energy_kwh))
+        record = self._record(event, state, energy_kwh=self.job.energy_kwh)
+        CarbonMetricsHook(self.settings.metrics_conn_id).write(record)
+        stats.task_decided(record)
+        if not event.decision.run_now:
+            decision = event.decision
+            saving = decision.expected_saving_g
+            log.info("carbon: task %r defers (%s): planned start %s%s; its trigger re-plans at each refresh (every "
+                     "%s) and it runs by its deadline %s at the latest", self.task_id, decision.reason,
+                     decision.start.isoformat(timespec="seconds"),
+                     f", expected to save {saving:.1f} g of CO2e" if saving is not None else "",
+                     self.settings.refresh_interval, self.deadline.isoformat(timespec="seconds"))
 
     def finish(self, context: Any, event: CarbonEvent, started_at: datetime, ended_at: datetime, *,
                estimated: bool = False, failed: bool = False) -> TaskTryRecord:
@@ -259,9 +310,40 @@ class CarbonTaskRun:
                          solar_served_by=event.solar_served_by or solar.served_by,
                          failed_sources=[*event.failed_sources, *reading.failed_sources, *solar.failures])
         context["ti"].xcom_push(key=XCOM_KEY, value=record.to_json())
-        CarbonMetricsHook(settings.metrics_conn_id).write(record)
+        hook = CarbonMetricsHook(settings.metrics_conn_id)
+        hook.write(record)
         log.info("carbon record: %s", record.to_json())
+        stats.task_finished(record)
+        self._check_budget(context, hook)
         return record
+
+    def _check_budget(self, context: Any, hook: CarbonMetricsHook) -> None:
+        """Tell once per period, through a log line and the ``on_budget_exceeded`` callbacks, that the DAG's
+        emissions crossed its budget; the first try to find it over tells, whichever worker it runs on."""
+        now = utcnow()
+        try:
+            engine = hook.get_store().engine
+            [budget] = control.budget_status(engine, [self.key.dag_id], now) or [None]
+            if budget is None:
+                return
+            stats.budget_spent(self.key.dag_id, budget["spent_g"], budget["budget_g"])
+            if not budget["over"] or not control.claim_budget_alert(
+                    engine, self.key.dag_id, budget["period_start"], spent=budget["spent_g"],
+                    budget_g=budget["budget_g"], now=now):
+                return
+        except Exception as error:
+            log.warning("carbon: the carbon budget of DAG %r could not be checked (%s: %s)", self.key.dag_id,
+                        type(error).__name__, error)
+            return
+        log.warning("carbon: DAG %r is over its carbon budget: %.1f g of %.1f g this %s (since %s), %.1f g projected "
+                    "by %s", self.key.dag_id, budget["spent_g"], budget["budget_g"], budget["period"],
+                    budget["period_start"].isoformat(), budget["projected_g"], budget["period_end"].isoformat())
+        for callback in budget_callbacks(context.get("task")):
+            try:
+                callback({**context, "carbon_budget": budget})
+            except Exception:  # as Airflow does with a failing callback: logged, the task unharmed
+                log.exception("carbon: the on_budget_exceeded callback %r of DAG %r failed", callback,
+                              self.key.dag_id)
 
 
     def _claim_solar(self, event: CarbonEvent, started_at: datetime, ended_at: datetime,
@@ -272,6 +354,17 @@ class CarbonTaskRun:
         hours = max((ended_at - started_at).total_seconds(), 1.0) / 3600.0
         return site_solar.claim(self.solar, self.key, self.ready_at, started_at, ended_at, energy_kwh / hours,
                                 event.solar_forecast)
+
+
+def budget_callbacks(task: Any) -> tuple[Any, ...]:
+    """The task's ``on_budget_exceeded``, else its DAG's ``default_args``'s; a callable or a list of them."""
+    given = (getattr(task, "carbon_options", None) or {}).get("on_budget_exceeded")
+    dag = getattr(task, "dag", None)
+    if given is None and dag is not None:
+        given = (dag.default_args or {}).get("on_budget_exceeded")
+    if given is None:
+        return ()
+    return tuple(given) if isinstance(given, list | tuple) else (given,)
 
 
 def resolve_settings(task: Any) -> CarbonSettings:

@@ -11,6 +11,7 @@ from airflow_carbon.planning.policies import (
     Job,
     PolicySettings,
     decide,
+    stricter,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "PolicySettings",
     "Reason",
     "decide",
+    "stricter",
 ]

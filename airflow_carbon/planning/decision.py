@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -18,6 +18,10 @@ class Reason(StrEnum):
     NO_GREEN_WINDOW = "no_green_window"
     BELOW_MIN_SAVING = "below_min_saving"
     SIGNAL_UNAVAILABLE = "signal_unavailable"
+    #: a person released the waiting task
+    RELEASED = "released"
+    #: carbon-awareness was switched off for the task's DAG
+    ECO_OFF = "eco_off"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class Decision:
         if self.expected_emissions_now_g is None or self.expected_emissions_at_start_g is None:
             return None
         return self.expected_emissions_now_g - self.expected_emissions_at_start_g
+
+    def overridden(self, reason: Reason) -> Decision:
+        """Start now because a person said so: the plan's figures for now stay, and nothing is expected saved."""
+        return replace(self, start=self.now, reason=reason, expected_emissions_at_start_g=self.expected_emissions_now_g)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, for XCom, trigger events and the simulator's ``--json``."""

@@ -235,6 +235,14 @@ POLICIES: dict[str, Callable[[_Request], Decision]] = {
 }
 
 
+def stricter(policy: str, settings: PolicySettings) -> tuple[str, PolicySettings]:
+    """How a DAG over its carbon budget plans when it asked to: the forecast policy over its whole delay, waiting
+    for any saving at all and taking forecasts at their word, so each task uses its delay to the full."""
+    if policy == "oracle":
+        return policy, settings
+    return "forecast", replace(settings, min_saving_pct=0.0, risk_aversion=0.0)
+
+
 def decide(
     policy: str,
     *,

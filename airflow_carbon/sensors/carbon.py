@@ -41,6 +41,10 @@ class CarbonAwareSensor(BaseSensorOperator):
     :param solar: connection id of the site's on-site solar source; None: the grid alone.
     :param site: the site whose panels the work shares; None: the solar connection's site.
     :param solar_threshold_kw: ``threshold``: enough solar at or above this; None: the work's power.
+    :param carbon_budget: the DAG's carbon budget (``"500 g/day"``, or ``{"grams", "period", "strict"}``); a
+        budget set in the Carbon view wins.
+    :param on_budget_exceeded: a callback (or a list), called with the task's context once per budget period when
+        the DAG's emissions cross its budget; ``context["carbon_budget"]`` holds the budget's status.
     :param deferrable: wait in the triggerer (default) rather than in a worker slot; without a
         triggerer, ``deferrable=False`` pokes instead (``mode="reschedule"`` frees the slot between pokes).
     """
@@ -71,6 +75,8 @@ class CarbonAwareSensor(BaseSensorOperator):
         risk_aversion: float | None = None,
         replan_margin_pct: float | None = None,
         forecaster: str | None = None,
+        carbon_budget: str | dict[str, Any] | None = None,
+        on_budget_exceeded: Any = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -85,7 +91,8 @@ class CarbonAwareSensor(BaseSensorOperator):
             "threshold_g_per_kwh": threshold_g_per_kwh, "on_unavailable": on_unavailable,
             "refresh_interval": refresh_interval, "metrics_conn_id": metrics_conn_id, "solar": solar, "site": site,
             "solar_threshold_kw": solar_threshold_kw, "risk_aversion": risk_aversion, "forecaster": forecaster,
-            "replan_margin_pct": replan_margin_pct,
+            "replan_margin_pct": replan_margin_pct, "carbon_budget": carbon_budget,
+            "on_budget_exceeded": on_budget_exceeded,
         }
         given = {name: value for name, value in {**self.carbon_options, "deadline": deadline}.items()
                  if not (name in default_args and default_args[name] is value)}

@@ -16,11 +16,13 @@ from airflow_carbon.clock import utcnow
 from airflow_carbon.forecasting.extend import covers, horizon_for
 from airflow_carbon.hooks.site import NO_SOLAR, SolarSite, aforecast, afree, aread_solar, solar_for_event
 from airflow_carbon.hooks.sources import aforecast_beyond, aload, aload_first, within
+from airflow_carbon.metrics.record import TaskTryKey
 from airflow_carbon.planning import Decision, Job, PolicySettings, decide
 from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.series import Series, from_epoch_s, to_epoch_s
 from airflow_carbon.signals.source import Reading, SourceRef
+from airflow_carbon.triggers.control import ControlWatch, control_watch
 from airflow_carbon.triggers.event import CarbonEvent
 from airflow_carbon.triggers.pacing import loop_pacer
 from airflow_carbon.units import parse_instant
@@ -110,6 +112,34 @@ class CarbonWindowTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        key, watch = self._control()
+        told = watch.join(key, self._region) if watch else None
+        try:
+            async for event in self._wait(key, watch, told):
+                yield event
+        finally:
+            if watch is not None:
+                watch.leave(key)
+
+    @property
+    def _region(self) -> str | None:
+        return self.task_settings.region if self.task_settings else None
+
+    def _control(self) -> tuple[TaskTryKey, ControlWatch | None]:
+        """The try this trigger waits for, and the watch of its store's releases and switches.
+
+        Only in a triggerer, which sets ``task_instance``; a trigger of version 0.1 (no settings) is watched
+        on the default store."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return TaskTryKey("", "", ""), None
+        key = TaskTryKey(ti.dag_id, ti.task_id, ti.run_id, -1 if ti.map_index is None else ti.map_index,
+                         ti.try_number)
+        conn_id = self.task_settings.metrics_conn_id if self.task_settings else "carbon_metrics_default"
+        return key, control_watch(conn_id)
+
+    async def _wait(self, key: TaskTryKey, watch: ControlWatch | None,
+                    told: asyncio.Future[None] | None) -> AsyncIterator[TriggerEvent]:
         reading, solar = Reading(None, None, None), NO_SOLAR
         planned_start: datetime | None = None
         pacer = loop_pacer()
@@ -130,10 +160,17 @@ class CarbonWindowTrigger(BaseTrigger):
                     began_cpu_s = time.thread_time()
             decision = self._decide(now, reading, solar.free, planned_start)
             planned_start = decision.start
-            if decision.run_now:
-                log.info("carbon window: %s at %s", decision.reason, now)
+            override = watch.override(key, now) if watch is not None else None
+            if decision.run_now or override is not None:
                 event = CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.task_settings,
-                                       tuple(self.signals), **solar_for_event(solar, now, self.job.duration))
+                                       tuple(self.signals), **solar_for_event(solar, now, self.job.duration),
+                                       override=override)
+                if event.override is not None:
+                    log.info("carbon: %s by %s at %s (%s): running now instead of at the planned start %s",
+                             event.reason, override.by, override.at, override.note or "no reason given",
+                             decision.start)
+                else:
+                    log.info("carbon window: %s at %s", decision.reason, now)
                 payload = event.to_json()
                 pacer.spent(time.thread_time() - began_cpu_s)
                 yield TriggerEvent(payload)
@@ -142,8 +179,12 @@ class CarbonWindowTrigger(BaseTrigger):
             wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s(reading.series)), self.deadline)
             log.info("next check at %s; planned start %s (%s); deadline %s", wake, decision.start,
                      decision.reason, self.deadline)
+            if watch is not None:
+                watch.report(key, decision)
+                if told is not None and told.done():  # told to run, then not any more (a switch's window closed)
+                    told = watch.join(key, self._region)
             pacer.spent(time.thread_time() - began_cpu_s)
-            await sleep_until(self._spread(wake))
+            await sleep_until(self._spread(wake), told)
 
     def _decide(self, now: datetime, reading: Reading, solar_free: Series | None,
                 planned_start: datetime | None) -> Decision:
@@ -244,8 +285,14 @@ class CarbonWindowTrigger(BaseTrigger):
         return await within(cache.get(key, load, max_age_s=max_age_s), (self.deadline - utcnow()).total_seconds())
 
 
-async def sleep_until(moment: datetime) -> None:
-    """Sleep in steps, re-reading the clock each time, like Airflow's own DateTimeTrigger."""
+async def sleep_until(moment: datetime, told: asyncio.Future[None] | None = None) -> None:
+    """Sleep in steps, re-reading the clock each time, like Airflow's own DateTimeTrigger; ``told`` done (a person
+    released the task or switched carbon-awareness off) ends the sleep early."""
     while (remaining_s := (moment - utcnow()).total_seconds()) > 0:
-        await asyncio.sleep(min(remaining_s, MAX_SLEEP_STEP_S))
+        if told is None:
+            await asyncio.sleep(min(remaining_s, MAX_SLEEP_STEP_S))
+        elif told.done():
+            return
+        else:
+            await asyncio.wait([told], timeout=min(remaining_s, MAX_SLEEP_STEP_S))
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from airflow_carbon.control import Override
 from airflow_carbon.errors import CarbonError
-from airflow_carbon.planning import Decision
+from airflow_carbon.planning import Decision, Reason
 from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import Reading, SourceRef
@@ -32,6 +33,7 @@ class CarbonEvent:
     :param sources: the task's source, then its fallbacks.
     :param solar_served_by: the solar source whose forecast the plan counted on; None without solar.
     :param solar_forecast: that forecast over the task's expected run, for its reservation when it starts.
+    :param override: who made the task run before its plan (a release, eco-mode off), when and why.
     """
 
     decision: Decision
@@ -46,15 +48,23 @@ class CarbonEvent:
     sources: tuple[SourceRef, ...]
     solar_served_by: str | None = None
     solar_forecast: Series | None = None
+    override: Override | None = None
 
     @classmethod
     def of(cls, decision: Decision, ready_at: datetime, deadline: datetime, reading: Reading,
            settings: CarbonSettings | None, sources: tuple[SourceRef, ...], *, solar_served_by: str | None = None,
-           solar_forecast: Series | None = None, solar_failures: tuple[str, ...] = ()) -> CarbonEvent:
+           solar_forecast: Series | None = None, solar_failures: tuple[str, ...] = (),
+           override: Override | None = None) -> CarbonEvent:
+        """The event of ``decision``; with an ``override``, a person's say takes the plan's place: run now."""
         series = reading.series
+        if override is not None and not decision.run_now:
+            decision = decision.overridden(Reason(override.reason))
+        else:
+            override = None
         return cls(decision, ready_at, deadline, reading.served_by, series.source if series is not None else None,
                    reading.signal_kind, (*reading.failed_sources, *solar_failures),
-                   bool(series is not None and series.replayed), settings, sources, solar_served_by, solar_forecast)
+                   bool(series is not None and series.replayed), settings, sources, solar_served_by, solar_forecast,
+                   override)
 
     @property
     def reason(self) -> str:
@@ -76,6 +86,9 @@ class CarbonEvent:
             "sources": [ref.to_dict() for ref in self.sources],
             "solar_served_by": self.solar_served_by,
             "solar_forecast": self.solar_forecast.to_json() if self.solar_forecast is not None else None,
+            "override": None if self.override is None else {
+                "reason": self.override.reason, "by": self.override.by, "at": self.override.at.isoformat(),
+                "note": self.override.note},
         }
 
     @classmethod
@@ -96,7 +109,14 @@ class CarbonEvent:
                 sources=tuple(SourceRef.from_dict(ref) for ref in data.get("sources") or ()),
                 solar_served_by=data.get("solar_served_by"),
                 solar_forecast=Series.from_json(data["solar_forecast"]) if data.get("solar_forecast") else None,
+                override=_override(data.get("override")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidEventError(f"task {task_id!r}: not a carbon trigger event ({type(error).__name__}: "
                                     f"{error})") from None
+
+
+def _override(data: Mapping[str, Any] | None) -> Override | None:
+    if not data:
+        return None
+    return Override(str(Reason(data["reason"])), str(data["by"]), parse_instant(data["at"]), data.get("note"))
