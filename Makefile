@@ -24,12 +24,13 @@ $(BROWSER):
 
 # The distributed and fault tests run Debian's PostgreSQL and Redis as their own processes (initdb/pg_ctl,
 # redis-server on free ports of 127.0.0.1), so only the packages are needed; no Docker, no system service is used.
-# The fault tests move a triggerer's clock with Debian's libfaketime (package faketime).
+# The fault tests move a triggerer's clock with Debian's libfaketime (package faketime); the monitoring test checks
+# deploy/prometheus with Debian's promtool (package prometheus; its service is not used).
 $(SERVICES):
 	(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null && \
-		command -v faketime >/dev/null) || \
+		command -v faketime >/dev/null && command -v promtool >/dev/null) || \
 		($(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server faketime)
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server faketime prometheus)
 	mkdir -p $(VENV) && touch $(SERVICES)
 
 demo: $(STAMP)

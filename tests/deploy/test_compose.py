@@ -113,11 +113,23 @@ def _references(compose: dict) -> list[re.Match]:
     return [match for text in _strings(compose) for match in REFERENCE.finditer(text)]
 
 
+def _monitoring_section() -> str:
+    readme = _text(ROOT / "README.md")
+    start = readme.index("### Metrics in your monitoring")
+    return readme[start:readme.index("\n### ", start + 1)]
+
+
+def _service_rows(section: str) -> set[str]:
+    """The service names in a README table whose rows start with | `name` | and whose header is | service |."""
+    table = section[section.index("| service |"):]
+    return set(re.findall(r"^\|\s*`([a-z0-9-]+-?[a-z0-9-]*)`\s*\|", table, re.MULTILINE))
+
+
 def _documented_services() -> set[str]:
-    """The service names in the README's production table (its rows start with | `name` |)."""
-    names = set(re.findall(r"^\|\s*`([a-z0-9-]+-?[a-z0-9-]*)`\s*\|", _production_section(), re.MULTILINE))
+    """The service names in the README's production table, and the monitoring profile's in its metrics section."""
+    names = _service_rows(_production_section())
     assert names, "the README's production section lists no services"
-    return names
+    return names | _service_rows(_monitoring_section())
 
 
 def _conditions(service: dict) -> dict[str, str]:
