@@ -1,14 +1,17 @@
-"""The ``airflow-carbon`` command: replay a job stream against a carbon series with every policy."""
+"""The ``airflow-carbon`` command: replay a job stream against a carbon series with every policy, read the metrics
+store, and put people in control (release a waiting task, switch eco-mode off, budgets, the audit log)."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import json
+import math
 import re
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,9 +37,11 @@ from airflow_carbon.simulate.files import (
 )
 from airflow_carbon.simulate.foresight import parse_forecast
 from airflow_carbon.simulate.report import as_json
-from airflow_carbon.units import parse_duration
+from airflow_carbon.units import parse_duration, parse_instant
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
 
 #: The largest input file ``simulate`` reads; a larger one is refused before it is opened.
@@ -94,6 +99,43 @@ def missing_periods(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def aware_instant(text: str) -> datetime:
+    """An ISO 8601 instant with its zone (``2026-03-01T18:00Z``): a person's naive time is refused, not guessed."""
+    try:
+        return parse_instant(text.strip().replace("z", "Z"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def map_index(text: str) -> int:
+    """Airflow's map index: -1 (not mapped) or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"must be -1 (not mapped) or more, got {value}")
+    return value
+
+
+def budget_grams(text: str) -> float:
+    """Grams of CO2e: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of grams: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of grams above 0, got {text!r}")
+    return value
+
+
+def audit_limit(text: str) -> int:
+    value = missing_periods(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
@@ -185,7 +227,56 @@ def parser() -> argparse.ArgumentParser:
                          help="write the records this host kept while the store was down; exit 1 if any remain")
     metrics.add_argument("--upgrade", action="store_true",
                          help="bring the store to the current schema (before --flush); say from which revision")
+    add_control_commands(commands)
     return root
+
+
+def add_control_commands(commands: argparse._SubParsersAction) -> None:
+    """``release``, ``eco``, ``budget`` and ``audit``: what the Carbon view's Control page does, from a shell."""
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--conn-id", default="carbon_metrics_default", help="the metrics store's connection "
+                                                                            "(default %(default)s)")
+    reason = argparse.ArgumentParser(add_help=False)
+    reason.add_argument("--reason", help="why, kept in the audit log")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON object a line")
+    release = commands.add_parser("release", parents=[store, reason], help="run a waiting task instance now",
+                                  description="Its trigger fires with reason released at its next poll; the release, "
+                                              "who (cli:<login name>) and why go into its record and the audit log.")
+    release.add_argument("dag_id")
+    release.add_argument("run_id")
+    release.add_argument("task_id")
+    release.add_argument("--map-index", type=map_index, default=-1, help="of a mapped task (default -1: not mapped)")
+    eco = commands.add_parser("eco", help="switch carbon-awareness off or on again, or show where it is off")
+    eco_commands = eco.add_subparsers(dest="eco_command", required=True)
+    off = eco_commands.add_parser("off", parents=[store, reason], help="switch carbon-awareness off",
+                                  description="While it is off, carbon-aware tasks run at once (reason eco_off) and "
+                                              "those waiting are released at the next poll. Setting it again "
+                                              "replaces the scope's switch.")
+    off.add_argument("--dag-id", help="only this DAG (default: every DAG)")
+    off.add_argument("--until", type=aware_instant, help="when it ends, ISO 8601 with a zone: 2026-03-01T18:00Z "
+                                                         "(default: when switched on again)")
+    off.add_argument("--window", action="append", default=[], dest="windows", metavar="TEXT",
+                     help='only in this recurring UTC window, repeatable: "weekdays 08:00-10:00", '
+                          '"daily 22:00-02:00", "mon,wed 09:00-11:00", "0 8 * * 1-5 for 2h"')
+    on = eco_commands.add_parser("on", parents=[store, reason], help="switch carbon-awareness on again")
+    on.add_argument("--dag-id", help="only this DAG's switch (default: the switch for every DAG)")
+    eco_commands.add_parser("status", parents=[store, as_json], help="where carbon-awareness is off, now or later")
+    budget = commands.add_parser("budget", help="carbon budgets per DAG: set, clear, status")
+    budget_commands = budget.add_subparsers(dest="budget_command", required=True)
+    budget_set = budget_commands.add_parser("set", parents=[store, reason], help="set a DAG's carbon budget",
+                                            description="Never a cap: no task misses its deadline for a budget.")
+    budget_set.add_argument("dag_id")
+    budget_set.add_argument("grams", type=budget_grams, help="grams of CO2e per period")
+    budget_set.add_argument("--period", choices=("day", "week", "month"), required=True,
+                            help="UTC day, week (from Monday) or month")
+    budget_set.add_argument("--strict", action="store_true", help="once over the budget, plan with the stricter policy")
+    budget_clear = budget_commands.add_parser("clear", parents=[store, reason], help="clear a DAG's carbon budget")
+    budget_clear.add_argument("dag_id")
+    budget_commands.add_parser("status", parents=[store, as_json], help="spent, projected and over, per DAG")
+    audit = commands.add_parser("audit", parents=[store, as_json], help="who released, switched or budgeted what")
+    audit.add_argument("--dag-id", help="only this DAG's entries")
+    audit.add_argument("--limit", type=audit_limit, default=200, help="newest entries to show (default %(default)s)")
 
 
 def run_example_signal(args: argparse.Namespace) -> int:
@@ -301,6 +392,186 @@ def flush_spool(hook: CarbonMetricsHook) -> int:
     return 1 if remaining else 0
 
 
+def actor() -> str:
+    """``cli:<login name>``: who changed something from a shell, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name: a container's uid without a passwd entry
+        import os
+
+        return f"cli:uid-{os.getuid()}"
+
+
+def control_engine(conn_id: str) -> tuple[Engine, CarbonMetricsHook]:
+    """The store's engine, as ``metrics`` reaches it. :raises ValueError: an unknown ``--conn-id``."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_carbon.hooks.metrics import CarbonMetricsHook
+
+    hook = CarbonMetricsHook(conn_id)
+    try:
+        hook.url()
+    except AirflowNotFoundException as error:
+        raise ValueError(f"--conn-id: {error}") from None
+    return hook.get_store().engine, hook
+
+
+def run_control(args: argparse.Namespace) -> int:
+    """One control command; a refusal (nothing waiting, a bad window, an unknown store) is one line and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_carbon.metrics.migrations import MigrationError
+
+    hook = None
+    try:
+        engine, hook = control_engine(args.conn_id)
+        return CONTROL_COMMANDS[control_name(args)](engine, args, utcnow())
+    except (SQLAlchemyError, MigrationError) as error:
+        where = hook.where() if hook else f"connection {args.conn_id!r}"
+        detail = store_error(hook, error) if hook else str(error)
+        print(f"airflow-carbon: the metrics store at {where} did not answer: {detail}", file=sys.stderr)
+    except (CarbonError, ValueError) as error:
+        print(f"airflow-carbon: error: {error}", file=sys.stderr)
+    return 1
+
+
+def control_name(args: argparse.Namespace) -> str:
+    sub = getattr(args, "eco_command", None) or getattr(args, "budget_command", None)
+    return f"{args.command} {sub}" if sub else args.command
+
+
+def _when(instant: datetime | None) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if instant else "-"
+
+
+def _print_rows(rows: list[dict], as_json: bool, line: Callable[[dict], str], none: str) -> None:
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, default=str, sort_keys=True))
+    elif not rows:
+        print(none)
+    else:
+        for row in rows:
+            print(line(row))
+
+
+def run_release(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    try:
+        done = control.release(engine, args.dag_id, args.run_id, args.task_id, args.map_index, actor=actor(),
+                               reason=args.reason, now=now)
+    except control.NotWaitingError as error:
+        raise ValueError(f"DAG_ID RUN_ID TASK_ID --map-index: {error}") from None
+    index = f" (map index {done['map_index']})" if done["map_index"] >= 0 else ""
+    print(f"released {done['task_id']}{index} in run {done['run_id']} of {done['dag_id']}, try "
+          f"{done['try_number']}: by {done['released_by']} at {_when(done['released_at'])}; it runs at its "
+          f"trigger's next poll")
+    return 0
+
+
+def _scope(dag_id: str | None) -> str:
+    return "every DAG" if dag_id is None else f"DAG {dag_id}"
+
+
+def _switch_line(switch: dict) -> str:
+    windows = "; ".join(switch["windows"]) if switch["windows"] else "all the time"
+    until = _when(switch["until"]) if switch["until"] else "switched on again"
+    return (f"{_scope(switch['dag_id'])}: {'OFF NOW' if switch['active'] else 'not now'}; in {windows}; until "
+            f"{until}; set by {switch['set_by']} at {_when(switch['set_at'])}: {switch['reason'] or '(no reason)'}")
+
+
+def run_eco_off(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    try:
+        switch = control.set_eco_off(engine, args.dag_id, until=args.until, windows=args.windows, actor=actor(),
+                                     reason=args.reason, now=now)
+    except control.ControlInputError as error:
+        option = "--window" if str(error).startswith("windows[") else "--until"
+        raise ValueError(f"{option}: {error}") from None
+    print(f"carbon-awareness switched off: {_switch_line(switch)}")
+    return 0
+
+
+def run_eco_on(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    if control.clear_eco_off(engine, args.dag_id, actor=actor(), reason=args.reason, now=now):
+        print(f"carbon-awareness is on again for {_scope(args.dag_id)}")
+    else:
+        print(f"carbon-awareness was not switched off for {_scope(args.dag_id)}: nothing changed")
+    return 0
+
+
+def run_eco_status(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    _print_rows(control.eco_switches(engine, now), args.json, _switch_line,
+                "carbon-awareness is on everywhere: no switch is set")
+    return 0
+
+
+def run_budget_set(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    control.set_budget(engine, args.dag_id, grams=args.grams, period=args.period, strict=args.strict, actor=actor(),
+                       reason=args.reason, now=now, source="api")
+    [row] = control.budget_status(engine, [args.dag_id], now)
+    print(f"budget set: {_budget_line(row)}")
+    return 0
+
+
+def run_budget_clear(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    if control.clear_budget(engine, args.dag_id, actor=actor(), reason=args.reason, now=now):
+        print(f"the budget of DAG {args.dag_id} is cleared")
+    else:
+        print(f"DAG {args.dag_id} had no budget to clear: nothing changed")
+    return 0
+
+
+def _budget_line(row: dict) -> str:
+    pct = f"{row['spent_pct']:.1f}%" if row["spent_pct"] is not None else "-"
+    projected = f"{row['projected_g']:g} g" if row["projected_g"] is not None else "-"
+    return (f"{row['dag_id']}: {row['spent_g']:g} g of {row['budget_g']:g} g per {row['period']} ({pct}) since "
+            f"{_when(row['period_start'])}, projected {projected}{', OVER' if row['over'] else ''}"
+            f"{', strict' if row['strict'] else ''}; from {row['source']}")
+
+
+def run_budget_status(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    _print_rows(control.budget_status(engine, None, now), args.json, _budget_line, "no DAG has a carbon budget")
+    return 0
+
+
+def _audit_line(entry: dict) -> str:
+    instance = ""
+    if entry["task_id"]:
+        index = f"[{entry['map_index']}]" if entry["map_index"] is not None and entry["map_index"] >= 0 else ""
+        instance = f" {entry['task_id']}{index} in run {entry['run_id']}"
+    detail = f" {json.dumps(entry['detail'], default=str, sort_keys=True)}" if entry["detail"] else ""
+    return (f"{_when(entry['at'])} {entry['actor']} {entry['action']} {_scope(entry['dag_id'])}{instance}:"
+            f" {entry['reason'] or '(no reason)'}{detail}")
+
+
+def run_audit(engine: Engine, args: argparse.Namespace, now: datetime) -> int:
+    from airflow_carbon.metrics import control
+
+    _print_rows(control.audit(engine, None, dag_id=args.dag_id, limit=args.limit), args.json, _audit_line,
+                "the audit log is empty")
+    return 0
+
+
+CONTROL_COMMANDS: dict[str, Callable[[Engine, argparse.Namespace, datetime], int]] = {
+    "release": run_release, "eco off": run_eco_off, "eco on": run_eco_on, "eco status": run_eco_status,
+    "budget set": run_budget_set, "budget clear": run_budget_clear, "budget status": run_budget_status,
+    "audit": run_audit,
+}
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     for what, path in (("jobs", args.jobs), ("carbon", args.carbon), ("solar", args.solar)):
         if path is not None:
@@ -346,8 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return {"simulate": run_simulate, "example-signal": run_example_signal, "example-solar": run_example_solar,
-                "metrics": run_metrics}[args.command](
-            args)
+                "metrics": run_metrics, "release": run_control, "eco": run_control, "budget": run_control,
+                "audit": run_control}[args.command](args)
     except (CarbonError, SignalDataError, ValueError, OSError) as error:  # a person's input: one line, no traceback
         print(f"airflow-carbon: error: {error}", file=sys.stderr)
         return 2

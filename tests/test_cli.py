@@ -287,3 +287,135 @@ def test_plots_hold_solar_figures_only_when_a_solar_file_is_given(solar, solar_f
     assert main(["simulate", JOBS, CARBON, "--policy", "forecast", *solar, "--plots", str(plots)]) == 0
     written = {path.name for path in plots.iterdir()}
     assert "grid_intensity.png" in written and {name for name in written if "solar" in name} == solar_figures
+
+
+# -- people in control: release, eco, budget, audit -------------------------------------------------
+
+@pytest.fixture
+def control_store(monkeypatch, tmp_path):
+    """A SQLite store in tmp_path behind ``carbon_metrics_default``, one task instance waiting, a known login."""
+    from datetime import timedelta
+
+    from airflow_carbon.metrics import MetricsStore, TaskTryKey
+    from tests.metrics.seeds import decide
+
+    path = tmp_path / "metrics.db"
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    monkeypatch.setattr("getpass.getuser", lambda: "oncall")
+    store = MetricsStore(f"sqlite:///{path}")
+    now = datetime.now(UTC)
+    decide(store, TaskTryKey("reports", "summarize", "r1", map_index=2), ready_at=now - timedelta(hours=1),
+           start=now + timedelta(hours=3), deadline=now + timedelta(hours=5))
+    yield store
+    store.close()
+    CarbonMetricsHook.reset_store_cache()
+
+
+def audit_lines(capsys) -> list[dict]:
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_release_names_who_and_is_audited(control_store, capsys):
+    assert main(["release", "reports", "r1", "summarize", "--map-index", "2", "--reason", "report due"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("released summarize (map index 2) in run r1 of reports, try 1: by cli:oncall at ")
+    [entry] = audit_lines(capsys)
+    assert (entry["action"], entry["actor"], entry["reason"], entry["map_index"]) == (
+        "release", "cli:oncall", "report due", 2)
+
+
+def test_releasing_what_is_not_waiting_is_one_line_exit_1_and_writes_nothing(control_store, capsys):
+    assert main(["release", "reports", "r1", "summarize"]) == 1  # map index -1: not the waiting instance
+    assert one_line_error(capsys) == (
+        "airflow-carbon: error: DAG_ID RUN_ID TASK_ID --map-index: task 'summarize' (map index -1) of run 'r1' of "
+        "DAG 'reports' is not waiting for a cleaner grid\n")
+    assert audit_lines(capsys) == []
+
+
+def test_eco_off_status_and_on(control_store, capsys):
+    assert main(["eco", "off", "--dag-id", "reports", "--window", "weekdays 08:00-10:00", "--window",
+                 "0 22 * * * for 2h", "--until", "2099-01-01T00:00Z", "--reason", "quarter close"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "carbon-awareness switched off: DAG reports: ")
+    assert main(["eco", "status"]) == 0
+    line = capsys.readouterr().out
+    assert "in weekdays 08:00-10:00; 0 22 * * * for 2h; until 2099-01-01 00:00 UTC; set by cli:oncall" in line
+    assert line.rstrip().endswith(": quarter close")
+    assert main(["eco", "on", "--dag-id", "reports", "--reason", "closed"]) == 0
+    assert capsys.readouterr().out == "carbon-awareness is on again for DAG reports\n"
+    assert main(["eco", "on"]) == 0
+    assert capsys.readouterr().out == "carbon-awareness was not switched off for every DAG: nothing changed\n"
+    assert main(["eco", "status"]) == 0
+    assert capsys.readouterr().out == "carbon-awareness is on everywhere: no switch is set\n"
+    assert [(e["action"], e["reason"]) for e in audit_lines(capsys)] == [("eco_on", "closed"),
+                                                                         ("eco_off", "quarter close")]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--window", "weekdays 8-10"], "airflow-carbon: error: --window: windows[0] 'weekdays 8-10': expected"),
+    (["--until", "2001-01-01T00:00Z"], "airflow-carbon: error: --until: until 2001-01-01T00:00:00+00:00 is not in "
+                                       "the future"),
+])
+def test_a_bad_switch_is_one_line_naming_the_option_exit_1(control_store, capsys, args, says):
+    assert main(["eco", "off", *args]) == 1
+    assert one_line_error(capsys).startswith(says)
+    assert audit_lines(capsys) == []
+
+
+def test_a_naive_until_is_refused_by_argparse(control_store, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eco", "off", "--until", "2099-01-01T00:00"])
+    assert exit_info.value.code == 2 and "argument --until: instant 2099-01-01T00:00:00 has no timezone" in (
+        capsys.readouterr().err)
+
+
+def test_budget_set_status_clear(control_store, capsys):
+    assert main(["budget", "set", "reports", "500", "--period", "week", "--strict", "--reason", "team goal"]) == 0
+    assert capsys.readouterr().out.startswith("budget set: reports: 0 g of 500 g per week (0.0%) since ")
+    assert main(["budget", "status", "--json"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["budget_g"], row["period"], row["strict"], row["source"], row["set_by"]) == (
+        500.0, "week", True, "api", "cli:oncall")
+    assert main(["budget", "clear", "reports", "--reason", "goal met"]) == 0
+    assert capsys.readouterr().out == "the budget of DAG reports is cleared\n"
+    assert main(["budget", "clear", "reports"]) == 0
+    assert capsys.readouterr().out == "DAG reports had no budget to clear: nothing changed\n"
+    assert main(["budget", "status"]) == 0
+    assert capsys.readouterr().out == "no DAG has a carbon budget\n"
+    assert [(e["action"], e["reason"]) for e in audit_lines(capsys)] == [("budget_clear", "goal met"),
+                                                                         ("budget_set", "team goal")]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["budget", "set", "reports", "-5", "--period", "day"], "argument grams: must be a finite number of grams above 0"),
+    (["budget", "set", "reports", "nan", "--period", "day"], "argument grams: must be a finite number"),
+    (["budget", "set", "reports", "5", "--period", "year"], "argument --period: invalid choice: 'year'"),
+    (["budget", "set", "reports", "5"], "the following arguments are required: --period"),
+    (["release", "d", "r", "t", "--map-index", "-2"], "argument --map-index: must be -1 (not mapped) or more"),
+    (["audit", "--limit", "0"], "argument --limit: must be 1 or more"),
+])
+def test_bad_control_arguments_are_refused_by_argparse_naming_them(args, says, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_audit_filters_by_dag_and_limits(control_store, capsys):
+    assert main(["budget", "set", "other", "5", "--period", "day"]) == 0
+    assert main(["eco", "off", "--reason", "all"]) == 0
+    assert main(["budget", "set", "reports", "5", "--period", "day", "--reason", "r"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--dag-id", "reports"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert " cli:oncall budget_set DAG reports: r {" in line
+    assert main(["audit", "--limit", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_an_unknown_store_is_one_line_and_exit_1(capsys):
+    assert main(["eco", "status", "--conn-id", "no_such_store"]) == 1
+    assert one_line_error(capsys).startswith("airflow-carbon: error: --conn-id: carbon metrics connection "
+                                             "'no_such_store'")

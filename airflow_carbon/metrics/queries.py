@@ -28,15 +28,20 @@ from sqlalchemy import (
     select,
 )
 
-from airflow_carbon.metrics.record import COMPLETED, DEFERRED, DERIVED_FIELDS, RUN_FIELDS, WAITING_FIELDS
+from airflow_carbon.metrics.record import (
+    COMPLETED,
+    DEFERRED,
+    DELAYED_AFTER_S,
+    DERIVED_FIELDS,
+    RUN_FIELDS,
+    WAITING_FIELDS,
+)
 from airflow_carbon.metrics.schema import TABLE, utc_day
 from airflow_carbon.metrics.store import row_dict
 
 if TYPE_CHECKING:  # metrics.solar imports this module
     from airflow_carbon.metrics.solar import SolarLedger
 
-#: A try whose decision is unknown counts as delayed when it started this much after it became ready.
-DELAYED_AFTER_S = 60.0
 DEFAULT_TASK_LIMIT = 1000
 MAX_TASK_LIMIT = 10000
 #: The days a filter may name: what a scheduler's history can hold, with room on both sides so that a day's
@@ -49,7 +54,9 @@ HISTORY_COLUMNS = ("dag_id", "day", "tasks_run", "delayed", "forced_by_deadline"
 SOLAR_COLUMNS = ("site", "day", "output_kwh", "measured_kwh", "output_basis", "used_kwh", "tasks_run", "solar_kwh",
                  "grid_kwh")
 TASK_COLUMNS = RUN_FIELDS
-DEFERRED_COLUMNS = (*WAITING_FIELDS, *DERIVED_FIELDS)
+#: A waiting try's fields with when its latest plan was made: the trigger rewrites the plan at every refresh.
+DEFERRED_FIELDS = (*WAITING_FIELDS, "state", "decided_at")
+DEFERRED_COLUMNS = (*DEFERRED_FIELDS, *DERIVED_FIELDS)
 
 T = TABLE.c
 
@@ -83,9 +90,9 @@ def _day_start(day: date) -> datetime:
 #: When a completed try counts for a day: when it started (its emissions), else when it became ready.
 _run_at = func.coalesce(T.started_at, T.ready_at)
 
-#: It decided to wait; when the decision was not recorded, it started well after it became ready.
-_DELAYED = or_(T.planned_start > T.decided_at,
-               and_(or_(T.planned_start.is_(None), T.decided_at.is_(None)), T.delay_s > DELAYED_AFTER_S))
+#: It started later than it became ready, whatever its last plan said (a try that waited for a window and was then
+#: forced by its deadline, or found none left, waited all the same).
+_DELAYED = T.delay_s >= DELAYED_AFTER_S
 
 _FAILED_ANY = func.coalesce(cast(T.failed_sources, String), "[]").not_in(["[]", "null"])
 
@@ -139,11 +146,14 @@ def deferred(engine: Engine, dag_ids: Collection[str] | None, now: datetime, *, 
              .order_by(T.planned_start, T.dag_id, T.task_id, T.run_id, T.map_index))
     with engine.connect() as connection:
         rows = [row_dict(row) for row in connection.execute(query).mappings()]
-    return [{name: row.get(name) for name in WAITING_FIELDS} | _derived(row, now) for row in rows]
+    return [{name: row.get(name) for name in DEFERRED_FIELDS} | _derived(row, now) for row in rows]
 
 
 def _derived(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """Intensity now, expected saving, time waited and left, from a row's stored fields."""
+    """Intensity and expected saving as of the row's latest plan (``decided_at``), time waited and left until now.
+
+    Only the row's own fields count: the trigger writes each re-plan over the last, so these follow it.
+    """
     energy, now_g = row.get("energy_kwh"), row.get("expected_emissions_now_g")
     later_g, ready_at, deadline = row.get("expected_emissions_at_start_g"), row.get("ready_at"), row.get("deadline")
     return {

@@ -1,7 +1,8 @@
 """The Carbon plugin's JSON API, mounted at ``/carbon/api`` in Airflow's API server.
 
 Every route needs an Airflow user (``CurrentUser``: 401 without a token) and returns rows of the
-DAGs that user may read only (``/solar`` adds the totals of the sites those DAGs' tasks named).
+DAGs that user may read only (``/solar`` adds the totals of the sites those DAGs' tasks named). A try is
+shown as waiting only while Airflow's own metadata database has its task instance deferred at that try.
 Database work and the simulator run in threads, so the API server's event loop never waits on them.
 This module holds the routes over the history and gathers the others (``intensity``, ``simulation``)
 into one router.
@@ -15,11 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_carbon.clock import utcnow
 from airflow_carbon.metrics import queries
 from airflow_carbon.metrics.solar import SolarLedger
-from airflow_carbon.plugins import intensity, simulation
+from airflow_carbon.plugins import airflow_state, control, intensity, simulation
 from airflow_carbon.plugins.auth import CurrentUser, readable_dag_ids
 from airflow_carbon.plugins.common import Store, in_thread, parse_map_index, query_name
 from airflow_carbon.plugins.models import DeferredTask, HistoryDay, SolarDay, TaskRun, TaskTry
@@ -47,14 +49,30 @@ def history_filters(
 FiltersDep = Annotated[queries.Filters, Depends(history_filters)]
 
 
+async def reconciled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their task instances' state and try in Airflow, read in one query off the event loop."""
+    try:
+        states = await in_thread(airflow_state.task_states, [airflow_state.instance_id(row) for row in rows])
+    except SQLAlchemyError as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"Airflow's metadata database did not answer: {type(error).__name__}") from None
+    return airflow_state.with_airflow_state(rows, states)
+
+
 # -- routes -------------------------------------------------------------------------------------
 
 @router.get("/deferred", response_model=list[DeferredTask], summary="Tasks waiting for a cleaner grid")
 async def get_deferred(user: CurrentUser, store: Store, dag_id: str | None = None, task_id: str | None = None
                        ) -> list[dict[str, Any]]:
+    """Tries waiting now, soonest planned start first, each with its latest plan.
+
+    A try is listed while the store has it deferred and Airflow has its task instance deferred at that same try:
+    not once it was marked, cleared, queued or deleted in Airflow, whatever the store still says.
+    """
     dag_id, task_id = query_name(dag_id, "dag_id"), query_name(task_id, "task_id")
     dag_ids = await readable_dag_ids(user)
-    return await in_thread(queries.deferred, store.engine, dag_ids, utcnow(), dag_id=dag_id, task_id=task_id)
+    rows = await in_thread(queries.deferred, store.engine, dag_ids, utcnow(), dag_id=dag_id, task_id=task_id)
+    return [row for row in await reconciled(rows) if airflow_state.waiting(row)]
 
 
 @router.get("/history", response_model=list[HistoryDay], summary="Completed tasks per DAG and UTC day")
@@ -101,6 +119,7 @@ async def get_tasks(user: CurrentUser, store: Store, filters: FiltersDep,
             summary="Every try of one task instance")
 async def get_decision(user: CurrentUser, store: Store, dag_id: str, run_id: str, task_id: str,
                        map_index: str | None = "-1") -> list[dict[str, Any]]:
+    """Each try with its record and, from Airflow, the state and try its task instance is at now."""
     index = parse_map_index(map_index)
     for field, value in (("dag_id", dag_id), ("run_id", run_id), ("task_id", task_id)):
         query_name(value, field)  # a 400 for what no row can hold
@@ -110,8 +129,9 @@ async def get_decision(user: CurrentUser, store: Store, dag_id: str, run_id: str
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"no carbon record of task {task_id!r} (map index {index}) in run {run_id!r} of DAG "
                             f"{dag_id!r}, or you may not read that DAG")
-    return rows
+    return await reconciled(rows)
 
 
 router.include_router(intensity.router)
 router.include_router(simulation.router)
+router.include_router(control.router)

@@ -8,25 +8,38 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
+from airflow_carbon.metrics.queries import DEFERRED_FIELDS
 from airflow_carbon.metrics.record import (
     DERIVED_FIELDS,
     FIELD_NAMES,
     FIELD_TYPES,
     KEY_FIELDS,
     RUN_FIELDS,
-    WAITING_FIELDS,
 )
+
+#: What Airflow's metadata database says of the task instance, beside what the store says of the try.
+AIRFLOW_STATE_FIELDS: dict[str, Any] = {
+    "airflow_state": (str | None, Field(None, description="the task instance's state in Airflow now (deferred, "
+                                                          "queued, success, ...); null when Airflow has no such "
+                                                          "task instance")),
+    "airflow_try_number": (int | None, Field(None, description="the try Airflow's task instance is at now; a try "
+                                                               "waits only while Airflow has it deferred at "
+                                                               "its own try_number")),
+}
 
 
 def _view(name: str, doc: str, names: Iterable[str], derived: bool = False) -> type[BaseModel]:
-    """A model of some of a record's fields, typed by the record's schema; the key's fields are required."""
+    """A model of some of a record's fields, typed by the record's schema; the key's fields are required.
+
+    ``derived`` adds what the pages derive from the fields and what Airflow says of the task instance.
+    """
     fields: dict[str, Any] = {
         field: (FIELD_TYPES[field], ...) if field in KEY_FIELDS or field == "state" else
         (list[str] | None if FIELD_TYPES[field] is list else FIELD_TYPES[field] | None, None)
         for field in names
     }
     if derived:
-        fields |= {field: (kind | None, None) for field, kind in DERIVED_FIELDS.items()}
+        fields |= {field: (kind | None, None) for field, kind in DERIVED_FIELDS.items()} | AIRFLOW_STATE_FIELDS
     return create_model(name, __doc__=doc, **fields)
 
 
@@ -61,8 +74,9 @@ class SolarDay(BaseModel):
     grid_kwh: float = Field(description="grid energy those tries used, from their records")
 
 
-DeferredTask = _view("DeferredTask", "A try waiting for a cleaner grid, with the figures it is shown with.",
-                     WAITING_FIELDS, derived=True)
+DeferredTask = _view("DeferredTask", "A try waiting for a cleaner grid (its task instance deferred in Airflow at "
+                                     "that try), with its latest plan and the figures it is shown with.",
+                     DEFERRED_FIELDS, derived=True)
 TaskRun = _view("TaskRun", "A try that has run: what it emitted, and what it saved against running when ready.",
                 RUN_FIELDS)
 TaskTry = _view("TaskTry", "One try of a task instance as the store holds it, with what the pages derive from it.",

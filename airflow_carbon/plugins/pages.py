@@ -151,6 +151,12 @@ async def simulate(request: Request, user: CurrentUser) -> HTMLResponse:
                    default_max_delay=default_max_delay, default_threshold=f"{DEFAULT_THRESHOLD_G_PER_KWH:g}")
 
 
+@router.get("/control", response_class=HTMLResponse, include_in_schema=False)
+async def control(request: Request, user: CurrentUser) -> HTMLResponse:
+    """Eco-mode switches, budgets and the audit log, with the forms that change them (``api/eco``, ...)."""
+    return _render(request, "control.html", nav="control")
+
+
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
 async def api_docs(request: Request, user: CurrentUser) -> HTMLResponse:
     """The JSON API's OpenAPI page: Swagger UI shipped in the package (``static/vendor``), under the pages' CSP."""

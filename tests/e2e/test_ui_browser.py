@@ -112,6 +112,9 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         deferred = page.locator("#deferred-body")
         expect(deferred).to_contain_text(TASK_ID, timeout=60_000)
         expect(deferred).to_contain_text(DAG_ID)
+        # Deferred in Airflow too, so it waits, and may be started now.
+        expect(deferred.locator("tbody tr").filter(has_text=TASK_ID).get_by_role("button", name="Run now")
+               ).to_have_count(1)
         history = page.locator("#history-body")
         expect(history).to_contain_text("carbon_demo", timeout=60_000)
         expect(history).to_contain_text("25")  # % saved: 1.2 kg of 4.8 kg, every day

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict
 from datetime import date, timedelta
 
 import pytest
@@ -182,3 +183,46 @@ def test_source_regions_are_limited_to_readable_dags(seeded):
 def test_bad_filters_are_refused_with_the_field():
     with pytest.raises(ValueError, match="end 2024-06-01 is before start 2024-06-02"):
         Filters(start=date(2024, 6, 2), end=date(2024, 6, 1))
+
+
+def test_deferred_shows_the_latest_plan_the_trigger_wrote_not_the_first(store):
+    """The trigger re-plans at every refresh and writes each plan over the last: the figures follow the latest."""
+    key = TaskTryKey("dag_a", "translate", "r3")
+    decide(store, key, ready_at=D1, start=D1 + 3 * H, deadline=D1 + 4 * H, now_g=120.0, at_start_g=60.0,
+           energy_kwh=0.4)
+    replanned = D1 + H
+    store.write(TaskTryRecord("dag_a", "translate", "r3", region="DE", source="bundled:DE", policy="forecast",
+                              reason="green_window", ready_at=D1, deadline=D1 + 4 * H, energy_kwh=0.4,
+                              decided_at=replanned, planned_start=D1 + 2 * H, expected_emissions_now_g=80.0,
+                              expected_emissions_at_start_g=70.0))
+    [row] = queries.deferred(store.engine, None, D1 + 90 * timedelta(minutes=1))
+    assert row["decided_at"] == replanned and row["planned_start"] == D1 + 2 * H
+    assert row["expected_emissions_now_g"] == 80.0 and row["expected_emissions_at_start_g"] == 70.0
+    assert row["current_intensity_g_per_kwh"] == pytest.approx(200.0)  # 80 g / 0.4 kWh, not the first 300
+    assert row["expected_saving_g"] == 10.0 and row["waited_s"] == 5400.0
+
+
+def test_three_mapped_tries_that_waited_a_minute_are_delayed_whatever_their_last_plan(store):
+    for map_index, last_reason in enumerate(["deadline", "green_window", "no_green_window"]):
+        key = TaskTryKey("dag_a", "score", "r1", map_index=map_index)
+        decide(store, key, ready_at=D1, start=D1 + 2 * H, deadline=D1 + 4 * H)
+        # The last plan before it ran said "now" (a deadline, no window left, or the window came early).
+        started = D1 + timedelta(seconds=60 + map_index)
+        store.write(TaskTryRecord(**asdict(key), state="running", region="DE", source="bundled:DE",
+                                  policy="forecast", reason=last_reason, ready_at=D1, deadline=D1 + 4 * H,
+                                  decided_at=started, planned_start=started))
+        complete(store, key, ready_at=D1, started_at=started, reason=last_reason, energy_kwh=0.1, emissions_g=1.0,
+                 baseline_g=1.0)
+    [day] = queries.history(store.engine, None)
+    assert day["tasks_run"] == 3 and day["delayed"] == 3
+    assert day["forced_by_deadline"] == 1
+
+
+def test_delayed_starts_at_the_records_threshold(store):
+    from airflow_carbon.metrics.record import DELAYED_AFTER_S
+
+    for run_id, delay_s in (("at_once", 0.0), ("source_read", DELAYED_AFTER_S - 1), ("waited", DELAYED_AFTER_S)):
+        complete(store, TaskTryKey("dag_a", "t", run_id), ready_at=D1, started_at=D1 + timedelta(seconds=delay_s),
+                 reason="immediate", energy_kwh=0.1, emissions_g=1.0, baseline_g=1.0)
+    [day] = queries.history(store.engine, None)
+    assert day["tasks_run"] == 3 and day["delayed"] == 1

@@ -54,6 +54,27 @@ def _register_dags(*dag_ids: str) -> None:
             session.add(DagModel(dag_id=dag_id, bundle_name="carbon-tests", fileloc=f"/dags/{dag_id}.py"))
 
 
+def register_task_instance(dag_id: str, run_id: str, task_id: str, map_index: int = -1, *,
+                           state: str | None = "deferred", try_number: int = 1) -> None:
+    """A task instance (and its run) in the metadata database, or its state and try changed: what Airflow says."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import insert, select, update
+
+    runs, tis = DagRun.__table__, TaskInstance.__table__
+    with create_session() as session:
+        if session.execute(select(runs.c.id).where(runs.c.dag_id == dag_id, runs.c.run_id == run_id)).first() is None:
+            session.execute(insert(runs).values(dag_id=dag_id, run_id=run_id, run_type="manual", state="running",
+                                                run_after=datetime.now(UTC)))
+        key = (tis.c.dag_id == dag_id, tis.c.run_id == run_id, tis.c.task_id == task_id, tis.c.map_index == map_index)
+        if session.execute(select(tis.c.id).where(*key)).first() is None:
+            session.execute(insert(tis).values(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
+                                               pool="default_pool", state=state, try_number=try_number))
+        else:
+            session.execute(update(tis).where(*key).values(state=state, try_number=try_number))
+
+
 def _add_connection(conn_id: str, conn_type: str, extra: dict[str, Any]) -> None:
     """A connection as the UI creates it: a row in the metadata database."""
     from airflow.models.connection import Connection
@@ -116,13 +137,16 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 
 def seed_store(store: MetricsStore) -> None:
-    """The history of ``tests.metrics.seeds`` and, relative to the real clock, one waiting try in each DAG."""
+    """The history of ``tests.metrics.seeds`` and, relative to the real clock, one waiting try in each DAG, its
+    task instance deferred in Airflow."""
     seed_history(store)
     now = datetime.now(UTC)
     decide(store, TaskTryKey("dag_a", "translate", "manual__2024-06-01T00:00:00+00:00"), ready_at=now - H,
            start=now + H, deadline=now + 3 * H, now_g=120.0, at_start_g=60.0, energy_kwh=0.4)
+    register_task_instance("dag_a", "manual__2024-06-01T00:00:00+00:00", "translate")
     decide(store, TaskTryKey("dag_b", "evaluate", "r9", map_index=3), ready_at=now - H, start=now + H,
            deadline=now + 3 * H, source="conn:secret_b", served_by="conn:secret_b")
+    register_task_instance("dag_b", "r9", "evaluate", 3)
 
 
 @pytest.fixture
@@ -174,6 +198,7 @@ def test_deferred_tasks_with_a_token(airflow_api, client):
     assert translate["current_intensity_g_per_kwh"] == pytest.approx(300.0)
     assert translate["expected_saving_g"] == 60.0 and translate["remaining_s"] > 0
     assert 3500 < translate["waited_s"] < 3700 and translate["run_id"] == "manual__2024-06-01T00:00:00+00:00"
+    assert translate["airflow_state"] == "deferred" and translate["airflow_try_number"] == 1
 
 
 def test_history_tasks_and_csv_with_a_token(airflow_api, client):
@@ -211,6 +236,8 @@ def test_decision_of_one_task_instance(airflow_api, client):
     assert client.get("/carbon/api/decision/dag_a/r1/summarize?map_index={MAP_INDEX}", headers=headers).json()
     [mapped] = client.get("/carbon/api/decision/dag_b/r9/evaluate", params={"map_index": 3}, headers=headers).json()
     assert mapped["state"] == "deferred" and mapped["map_index"] == 3
+    assert (mapped["airflow_state"], mapped["airflow_try_number"]) == ("deferred", 1)
+    assert row["airflow_state"] is None  # no such task instance in Airflow's database
     missing = client.get("/carbon/api/decision/dag_a/r1/nothing", headers=headers)
     assert missing.status_code == 404 and "'nothing'" in missing.json()["detail"]
 

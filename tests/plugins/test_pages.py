@@ -43,6 +43,9 @@ TEMPLATES = PLUGIN / "templates"
 TOKEN = "page-test-token"
 XSS_TASK = "<script>alert(1)"
 REPLAYED_RUN = "replayed_run"
+WAITING_RUN = "waiting_run"
+#: What the stub's release route was asked, in order.
+RELEASES: list[dict[str, Any]] = []
 PAGES = ["/", "/dag/translate_docs", "/task/translate_docs/scheduled__2025-03-01T00:00:00+00:00/translate?map_index=-1",
          "/simulate"]
 
@@ -123,6 +126,8 @@ def seeded_deferred() -> list[dict[str, Any]]:
             "served_by": "electricitymaps" if index == 0 else "ukgrid", "policy": "forecast",
             "reason": "green_window", "ready_at": _iso(ready), "planned_start": _iso(planned),
             "deadline": _iso(ready + timedelta(hours=4)), "current_intensity_g_per_kwh": _intensity_at(NOW),
+            "state": "deferred", "decided_at": _iso(NOW - timedelta(minutes=5)), "airflow_state": "deferred",
+            "airflow_try_number": 1,
             "expected_emissions_now_g": now_g, "expected_emissions_at_start_g": later_g,
             "expected_saving_g": now_g - later_g, "waited_s": (NOW - ready).total_seconds(),
             "remaining_s": (ready + timedelta(hours=4) - NOW).total_seconds(),
@@ -212,11 +217,24 @@ def stub_api(*, empty: bool = False) -> APIRouter:
         decided = datetime.fromisoformat(first["ready_at"])
         common = {"planned_start": first["started_at"], "decided_at": _iso(decided), "expected_emissions_now_g": 11.0,
                   "expected_emissions_at_start_g": 8.2}
+        common |= {"airflow_state": "success", "airflow_try_number": 2}  # Airflow's task instance now
         retry = first | common | {"try_number": 2, "state": "completed", "failed_sources": ["watttime: GET /v3: 503"]}
         deferred = first | common | {"state": "deferred", "started_at": None, "ended_at": None}
         if run_id == REPLAYED_RUN:  # try 1 planned on the bundled data replayed onto today, try 2 on a live source
             deferred["signal"], retry["signal"] = "replay of /data/de_ci.csv", "electricitymaps:DE"
+        if run_id == WAITING_RUN:  # one try, deferred in Airflow too
+            return [deferred | {"airflow_state": "deferred", "airflow_try_number": 1}]
         return [deferred, retry]
+
+    @api.post("/release/{dag_id}/{run_id}/{task_id}")
+    def release(dag_id: str, run_id: str, task_id: str, body: dict[str, Any], map_index: int = -1) -> dict[str, Any]:
+        if task_id == XSS_TASK:
+            raise HTTPException(status_code=403, detail="you may not edit the task instances of DAG 'summarize_logs'")
+        if not str(body.get("reason", "")).strip():
+            raise HTTPException(status_code=400, detail="reason: give one")
+        RELEASES.append({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, **body})
+        return {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "try_number": 1,
+                "released_by": "page-tester", "released_at": _iso(NOW), "reason": body["reason"]}
 
     @api.get("/intensity")
     def intensity(source: str = "", region: str = "", start: str = "", end: str = "") -> dict[str, Any]:
@@ -580,7 +598,11 @@ def test_the_solar_chart_says_why_it_is_empty(live_url):
 def test_the_browser_renders_the_decision_of_every_try(live_url):
     dom = dump_dom(f"{live_url}/task/summarize_logs/run_1/%3Cscript%3Ealert(1)?map_index=-1")
     assert "Try 2" in dom and "Try 1" in dom
-    assert "Waiting for a cleaner window" in dom and "watttime: GET /v3: 503" in dom
+    # Try 1 is still deferred in the store, but Airflow is at try 2: it is not waiting, and says so.
+    assert ("Not waiting: Airflow has this task instance success (at try 2). Its last plan: waiting for a cleaner "
+            "window.") in dom and "watttime: GET /v3: 503" in dom
+    assert re.search(r"<dt>In Airflow now</dt><dd[^>]*>success</dd>", dom)
+    assert "Run now" not in dom
     # Its site, the solar source that answered and how the solar figure was obtained.
     assert re.search(r"<dt>Site</dt><dd[^>]*>roof</dd>", dom) and re.search(
         r"<dt>Solar source</dt><dd[^>]*>conn:inverter</dd>", dom)
@@ -598,3 +620,63 @@ def test_the_decision_page_marks_a_try_that_planned_on_replayed_data(live_url):
     assert re.search(r"<dt>Signal</dt><dd[^>]*>replay of /data/de_ci.csv</dd>", tries["1"])
     assert "replayed data" not in tries["2"]
     assert re.search(r"<dt>Signal</dt><dd[^>]*>electricitymaps:DE</dd>", tries["2"])
+
+
+def test_a_decision_whose_latest_try_waits_offers_run_now(live_url):
+    dom = dump_dom(f"{live_url}/task/translate_docs/{WAITING_RUN}/translate?map_index=-1")
+    assert "Waiting for a cleaner window" in dom and "Not waiting" not in dom
+    assert re.search(r"<dt>In Airflow now</dt><dd[^>]*>deferred</dd>", dom)
+    assert '<button type="button" class="release-open"' in dom and ">Run now</button>" in dom
+
+
+@pytest.fixture
+def browser_page(live_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message}"))  # the iframe forbids them
+        yield page
+        browser.close()
+
+
+def test_run_now_asks_why_releases_and_says_who_and_when(live_url, browser_page):
+    from playwright.sync_api import expect
+
+    RELEASES.clear()
+    page = browser_page
+    page.goto(f"{live_url}/")
+    row = page.locator("#deferred-body tbody tr").filter(has_text="translate_docs")
+    expect(row).to_have_count(1, timeout=20_000)
+    run = row.locator(".run")
+    expect(run).to_have_text(re.compile(r"^manual__.*\+00:00$"))  # the whole id, not cut
+    assert run.evaluate("(node) => node.scrollWidth <= node.clientWidth")
+    row.get_by_role("button", name="Run now").click()
+    row.get_by_label("Reason to run it now").fill("  the quarterly report is due  ")
+    row.locator("form.release-form button[type=submit]").click()
+    expect(row.locator(".release-done")).to_contain_text("released, starting", timeout=10_000)
+    expect(row.locator(".release-done")).to_contain_text("Released by page-tester at")
+    expect(row.locator(".release-done")).to_contain_text("within ~15 s")
+    [asked] = RELEASES
+    assert asked["dag_id"] == "translate_docs" and asked["map_index"] == -1
+    assert asked["reason"] == "the quarterly report is due" and asked["run_id"].startswith("manual__")
+
+
+def test_run_now_shows_the_apis_refusal_and_keeps_the_form(live_url, browser_page):
+    from playwright.sync_api import expect
+
+    RELEASES.clear()
+    page = browser_page
+    page.goto(f"{live_url}/")
+    row = page.locator("#deferred-body tbody tr").filter(has_text="summarize_logs")
+    row.get_by_role("button", name="Run now").click(timeout=20_000)
+    row.locator("form.release-form button[type=submit]").click()  # no reason: asked for one, nothing sent
+    assert row.get_by_label("Reason to run it now").evaluate("(node) => node.validity.valueMissing")
+    row.get_by_label("Reason to run it now").fill("urgent")
+    row.locator("form.release-form button[type=submit]").click()
+    outcome = row.locator(".release-outcome")
+    expect(outcome).to_have_text("Not allowed: you may not edit the task instances of DAG 'summarize_logs'",
+                                 timeout=10_000)
+    expect(row.locator("form.release-form")).to_have_count(1)
+    assert RELEASES == [] and row.locator(".release-done").count() == 0

@@ -67,8 +67,7 @@ export async function errorMessage(response) {
   return text.trim() || `${response.status} ${response.statusText}`;
 }
 
-export async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+async function answer(response) {
   if (!response.ok) {
     let message = await errorMessage(response);
     if (response.status === 401) message = "You are signed out of Airflow: sign in again, then reload this page.";
@@ -76,6 +75,20 @@ export async function getJSON(url) {
     throw new ApiError(response.status, message);
   }
   return response.json();
+}
+
+export async function getJSON(url) {
+  return answer(await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" }));
+}
+
+/** POST a JSON body with the UI's session, as getJSON reads: the answer's JSON, or an ApiError with its detail. */
+export async function postJSON(url, body) {
+  return answer(await fetch(url, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify(body ?? {}),
+  }));
 }
 
 /**
@@ -243,6 +256,98 @@ export function reasonText(reason, state, failedSources) {
     default:
       return String(reason);
   }
+}
+
+// ---- waiting, as Airflow sees it, and "Run now" ----
+
+/**
+ * A try waits while the store has it deferred and Airflow has its task instance deferred at that same try
+ * (the API's airflow_state.waiting): not once it was marked, cleared, queued or deleted in Airflow.
+ */
+export function isWaiting(row) {
+  return row.state === "deferred" && row.airflow_state === "deferred" && row.airflow_try_number === row.try_number;
+}
+
+/** What Airflow says of the task instance: "deferred", "success (at try 2)", "not in Airflow's database". */
+export function airflowStateText(row) {
+  if (row.airflow_state === undefined) return NA;
+  if (row.airflow_state === null && row.airflow_try_number === null) return "not in Airflow's database";
+  const state = row.airflow_state || "no state";
+  return row.airflow_try_number === row.try_number ? state : `${state} (at try ${text(row.airflow_try_number)})`;
+}
+
+/** Releases this page made, by try, so that a refreshed table still shows them until the row leaves. */
+const releases = new Map();
+
+function tryKey(row) {
+  return JSON.stringify([row.dag_id, row.run_id, row.task_id, row.map_index ?? -1, row.try_number]);
+}
+
+/** Forget the releases of tries no longer listed. */
+export function keepReleases(rows) {
+  const listed = new Set(rows.map(tryKey));
+  for (const key of releases.keys()) if (!listed.has(key)) releases.delete(key);
+}
+
+/** True while someone is typing a reason: a refresh must not wipe the form. */
+export function releaseFormOpen() {
+  return Boolean(document.querySelector("form.release-form"));
+}
+
+function releasedNote(release) {
+  const who = release.released_by || "you";
+  return el("div", { class: "release-done", role: "status" },
+    el("span", { class: "badge good" }, "released, starting"),
+    el("div", { class: "small muted", title: release.reason ? `reason: ${release.reason}` : undefined },
+      `Released by ${who} at ${time(release.released_at)} UTC; it starts at the next poll, within ~15 s.`));
+}
+
+/**
+ * A "Run now" button for a waiting try: it asks for a reason in a small form (no prompt(): the Airflow UI's
+ * iframe allows no dialogs), POSTs the release and shows who released it and when, or the API's refusal.
+ */
+export function releaseControl(row, { onReleased } = {}) {
+  const holder = el("div", { class: "release" });
+  const known = releases.get(tryKey(row));
+  if (known) return clear(holder, releasedNote(known));
+  const open = el("button", { type: "button", class: "release-open",
+    title: "Start this task instance now instead of at its planned start; you are asked why." }, "Run now");
+  open.addEventListener("click", () => {
+    const reason = el("input", { type: "text", name: "reason", required: true, maxlength: "500",
+      placeholder: "Why now? Kept with your name", "aria-label": "Reason to run it now" });
+    const send = el("button", { type: "submit", class: "primary" }, "Run now");
+    const cancel = el("button", { type: "button" }, "Cancel");
+    const outcome = el("div", { class: "release-outcome small", role: "alert" });
+    const form = el("form", { class: "release-form" }, reason, el("div", { class: "release-buttons" }, send, cancel),
+      outcome);
+    cancel.addEventListener("click", () => clear(holder, open));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const why = reason.value.trim();
+      if (!why) {
+        outcome.classList.add("bad");
+        outcome.textContent = "Give a reason: it is kept with your name.";
+        return;
+      }
+      send.disabled = true;
+      outcome.classList.remove("bad");
+      outcome.textContent = "Releasing…";
+      const path = `release/${segment(row.dag_id)}/${segment(row.run_id)}/${segment(row.task_id)}`;
+      try {
+        const release = await postJSON(api(path, { map_index: row.map_index ?? -1 }), { reason: why });
+        releases.set(tryKey(row), release);
+        clear(holder, releasedNote(release));
+        if (onReleased) onReleased(release);
+      } catch (error) {
+        send.disabled = false;
+        outcome.classList.add("bad");
+        outcome.textContent = error.status === 404 ? `Not waiting any more: ${error.message}` : error.message;
+      }
+    });
+    clear(holder, form);
+    reason.focus();
+  });
+  return clear(holder, open);
 }
 
 /** How a record's ``signal`` names a series replayed onto today (signals/replay.py writes it). */

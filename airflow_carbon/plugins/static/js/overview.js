@@ -1,8 +1,8 @@
 // The overview ("/" and "/dag/{dag_id}"): deferred now, history per DAG and day, and the charts.
 
 import {
-  api, clear, count, dagUrl, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, kwh, parseTime, pct,
-  reasonText, signalCaveats, table, taskUrl, text, time,
+  api, clear, count, dagUrl, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, keepReleases, kwh,
+  parseTime, pct, reasonText, releaseControl, releaseFormOpen, signalCaveats, table, taskUrl, text, time,
 } from "./common.js";
 import { dailyBars, delayHistogram, intensityChart, showEmpty } from "./charts.js";
 
@@ -12,6 +12,7 @@ const filters = JSON.parse(main.dataset.query || "{}");
 const TASK_LIMIT = 5000;
 const MARKER_LIMIT = 400;
 const REFRESH_MS = 60_000;
+const AFTER_RELEASE_MS = 20_000; // the next release poll (15 s by default), and the task leaves the table
 const HOUR_S = 3600;
 const MAX_SPAN_DAYS = 10; // the most the intensity API answers at once
 const MAX_SPAN_MS = MAX_SPAN_DAYS * 24 * HOUR_S * 1000 - 60_000;
@@ -38,14 +39,26 @@ const DEFERRED_COLUMNS = [
       el("div", { class: "small muted" }, reasonText(r.reason, "deferred", r.failed_sources)),
     ],
   },
+  // The whole id, wrapped: runs of one minute differ only in their last characters.
   { label: "Run", value: (r) => el("span", { class: "mono small run", title: r.run_id }, r.run_id) },
   { label: "Map index", num: true, value: (r) => (isNum(r.map_index) && r.map_index >= 0 ? String(r.map_index) : "–") },
   { label: "Region", value: (r) => text(r.region) },
   { label: "Source", value: sourceCell },
   { label: "Ready at", value: (r) => time(r.ready_at, { short: true }), title: (r) => r.ready_at },
-  { label: "Planned start", value: (r) => time(r.planned_start, { short: true }), title: (r) => r.planned_start },
+  {
+    label: "Planned start",
+    value: (r) => [time(r.planned_start, { short: true }),
+      el("div", { class: "small muted" }, `planned ${time(r.decided_at, { short: true })}`)],
+    title: (r) => `${text(r.planned_start)}, as the plan made at ${text(r.decided_at)} chose: the trigger re-plans `
+      + "at every refresh",
+  },
   { label: "Deadline", value: (r) => time(r.deadline, { short: true }), title: (r) => r.deadline },
-  { label: "Current intensity", num: true, value: (r) => intensity(r.current_intensity_g_per_kwh) },
+  {
+    label: "Current intensity",
+    num: true,
+    value: (r) => intensity(r.current_intensity_g_per_kwh),
+    title: (r) => `at the latest plan, ${time(r.decided_at)} UTC`,
+  },
   {
     label: "Expected saving",
     num: true,
@@ -59,6 +72,7 @@ const DEFERRED_COLUMNS = [
   },
   { label: "Waited", num: true, value: (r) => duration(r.waited_s) },
   { label: "May still wait", num: true, value: (r) => duration(r.remaining_s) },
+  { label: "Run now", value: (r) => releaseControl(r, { onReleased: () => setTimeout(loadDeferred, AFTER_RELEASE_MS) }) },
 ];
 
 let deferredRows = [];
@@ -66,9 +80,11 @@ let deferredRows = [];
 async function loadDeferred() {
   const body = document.getElementById("deferred-body");
   const badge = document.getElementById("deferred-count");
+  if (releaseFormOpen()) return deferredRows; // someone is typing a reason: refresh at the next tick
   try {
     const rows = await getJSON(api("deferred", fixedDag ? { dag_id: fixedDag } : {}));
     deferredRows = fixedDag ? rows.filter((r) => r.dag_id === fixedDag) : rows;
+    keepReleases(deferredRows);
     badge.textContent = String(deferredRows.length);
     const sorted = [...deferredRows].sort((a, b) => (parseTime(a.planned_start) ?? 0) - (parseTime(b.planned_start) ?? 0));
     if (!sorted.length) {

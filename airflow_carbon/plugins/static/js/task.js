@@ -1,8 +1,8 @@
 // The decision of one task instance, every try: what the planner chose and why, then what the run emitted.
 
 import {
-  api, clear, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, kwh, parseTime, pct, reasonText,
-  replayedBadge, segment, signalCaveats, text, time,
+  airflowStateText, api, clear, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, isWaiting, kwh,
+  parseTime, pct, reasonText, releaseControl, replayedBadge, segment, signalCaveats, text, time,
 } from "./common.js";
 import { intensityChart, showEmpty } from "./charts.js";
 
@@ -85,17 +85,37 @@ function record(row) {
     ));
 }
 
-function tryPanel(row) {
-  const [stateLabel, tone] = STATES[row.state] || [row.state || "unknown", ""];
+/** The store keeps a try deferred that Airflow moved on (marked, cleared, queued, deleted): it is not waiting. */
+const isStale = (row) => row.state === "deferred" && !isWaiting(row);
+
+function staleText(row) {
+  const plan = reasonText(row.reason, "deferred", row.failed_sources);
+  return `Not waiting: Airflow has this task instance ${airflowStateText(row)}. Its last plan: ${plan}.`;
+}
+
+function runNow(row) {
+  return el("div", { class: "run-now" },
+    el("div", { class: "section-label" }, "Run now"),
+    el("p", { class: "muted small" }, "Start it at the next poll instead of at its planned start. ",
+      "Its record keeps who released it, when and why; its saving is still counted against running when ready."),
+    releaseControl(row));
+}
+
+function tryPanel(row, index) {
+  const stale = isStale(row);
+  const [stateLabel, tone] = stale ? ["not waiting", "warn"] : STATES[row.state] || [row.state || "unknown", ""];
   const completed = row.state === "completed" || Boolean(row.ended_at);
   const replayed = replayedBadge(row.signal);
+  const latest = index === 0;
   return el("section", { class: "panel" },
     el("div", { class: "panel-head" },
       el("h2", {}, `Try ${text(row.try_number)} `, el("span", { class: `badge ${tone}` }, stateLabel),
         replayed ? [" ", replayed] : null),
       el("span", { class: "hint" }, `decided ${time(row.decided_at)}`)),
     el("div", { class: "panel-body" },
-      el("p", { class: "reason" }, capitalise(reasonText(row.reason, row.state, row.failed_sources))),
+      el("p", { class: "reason" }, stale ? staleText(row)
+        : capitalise(reasonText(row.reason, row.state, row.failed_sources))),
+      latest && isWaiting(row) ? runNow(row) : null,
       el("dl", { class: "facts" },
         fact("Policy", text(row.policy)),
         fact("Region", text(row.region)),
@@ -106,6 +126,8 @@ function tryPanel(row) {
         timeFact("Ready at", row.ready_at),
         timeFact("Planned start", row.planned_start),
         timeFact("Deadline", row.deadline),
+        latest ? fact("In Airflow now", airflowStateText(row),
+          "the task instance's state in Airflow's own database, and its try when not this one") : null,
       ),
       compare(row.expected_emissions_now_g, row.expected_emissions_at_start_g),
       completed ? record(row) : el("p", { class: "muted" }, "The record appears here once this try has run."),
@@ -183,7 +205,7 @@ async function start() {
     return;
   }
   rows.sort((a, b) => (b.try_number ?? 0) - (a.try_number ?? 0));
-  clear(tries, rows.map(tryPanel));
+  clear(tries, rows.map((row, index) => tryPanel(row, index)));
   sizeBars(tries);
   chart(rows);
 }
