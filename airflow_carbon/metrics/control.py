@@ -69,8 +69,9 @@ def release(engine: Engine, dag_id: str, run_id: str, task_id: str, map_index: i
         key = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "map_index": map_index,
                "try_number": try_number}
         inserted = connection.execute(upsert(engine.dialect.name, RELEASE).values(
-            **key, released_by=actor, released_at=now, reason=reason or None).on_conflict_do_nothing())
-        if inserted.rowcount:
+            **key, released_by=actor, released_at=now, reason=reason or None).on_conflict_do_nothing()
+            .returning(RELEASE.c.try_number)).first()
+        if inserted is not None:
             _audit(connection, now, actor, "release", reason, dag_id=dag_id, run_id=run_id, task_id=task_id,
                    map_index=map_index, detail={"try_number": try_number})
         row = connection.execute(select(RELEASE).where(*(RELEASE.c[name] == value for name, value in key.items()))
@@ -102,10 +103,11 @@ def set_eco_off(engine: Engine, dag_id: str | None, *, until: datetime | None, w
 def clear_eco_off(engine: Engine, dag_id: str | None, *, actor: str, reason: str | None, now: datetime) -> bool:
     """Carbon-awareness back on for a DAG (or every DAG); False when it was not switched off."""
     with engine.begin() as connection:
-        deleted = connection.execute(delete(ECO_SWITCH).where(ECO_SWITCH.c.scope == (dag_id or ALL_DAGS)))
-        if deleted.rowcount:
+        deleted = connection.execute(delete(ECO_SWITCH).where(ECO_SWITCH.c.scope == (dag_id or ALL_DAGS))
+                                     .returning(ECO_SWITCH.c.scope)).first()
+        if deleted is not None:
             _audit(connection, now, actor, "eco_on", reason, dag_id=dag_id)
-    return bool(deleted.rowcount)
+    return deleted is not None
 
 
 def _switch(row: Mapping[str, Any]) -> EcoSwitch:
@@ -222,10 +224,11 @@ def set_budget(engine: Engine, dag_id: str, *, grams: float, period: str, strict
 def clear_budget(engine: Engine, dag_id: str, *, actor: str, reason: str | None, now: datetime) -> bool:
     """Remove a DAG's budget; False when it had none. DAG code that names one sets it again at its next task."""
     with engine.begin() as connection:
-        deleted = connection.execute(delete(BUDGET).where(BUDGET.c.dag_id == dag_id))
-        if deleted.rowcount:
+        deleted = connection.execute(delete(BUDGET).where(BUDGET.c.dag_id == dag_id).returning(BUDGET.c.dag_id)
+                                     ).first()
+        if deleted is not None:
             _audit(connection, now, actor, "budget_clear", reason, dag_id=dag_id)
-    return bool(deleted.rowcount)
+    return deleted is not None
 
 
 def spent_g(connection: Connection, dag_id: str, start: datetime, end: datetime) -> float:
@@ -259,11 +262,11 @@ def claim_budget_alert(engine: Engine, dag_id: str, period_start: datetime, *, s
     with engine.begin() as connection:
         inserted = connection.execute(upsert(engine.dialect.name, BUDGET_ALERT).values(
             dag_id=dag_id, period_start=period_start, spent_g=spent, budget_g=budget_g,
-            alerted_at=now).on_conflict_do_nothing())
-        if inserted.rowcount:
+            alerted_at=now).on_conflict_do_nothing().returning(BUDGET_ALERT.c.dag_id)).first()
+        if inserted is not None:
             _audit(connection, now, SYSTEM_ACTOR, "budget_exceeded", None, dag_id=dag_id,
                    detail={"spent_g": spent, "budget_g": budget_g, "period_start": period_start.isoformat()})
-    return bool(inserted.rowcount)
+    return inserted is not None
 
 
 # -- the trail -------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Releases, switches, budgets and their audit in a real SQLite store."""
+"""Releases, switches, budgets and their audit in a real store: SQLite, and Debian's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ from airflow_carbon.metrics.store import MetricsStore
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    store = MetricsStore(url)
     yield store
     store.close()
 
@@ -113,3 +117,16 @@ def test_the_audit_shows_the_readable_dags_and_the_global_entries(store):
     control.set_budget(store.engine, "mine", grams=1, period="day", strict=False, actor="a", reason=None, now=NOW)
     assert {(e["action"], e["dag_id"]) for e in control.audit(store.engine, {"mine"})} == {
         ("eco_off", None), ("budget_set", "mine")}
+
+
+def test_the_latest_plans_are_written_to_waiting_rows_only(store):
+    store.write(TaskTryRecord("d", "t", "r", state=DEFERRED, planned_start=NOW))
+    store.write(TaskTryRecord("d", "u", "r", state=RUNNING, planned_start=NOW))
+    plans = [{"dag_id": "d", "task_id": task_id, "run_id": "r", "map_index": -1, "try_number": 1,
+              "decided_at": NOW + timedelta(minutes=5), "planned_start": NOW + timedelta(hours=2),
+              "expected_emissions_now_g": 9.0, "expected_emissions_at_start_g": 4.0} for task_id in ("t", "u")]
+    control.write_plans(store.engine, plans, NOW + timedelta(minutes=5))
+    by_task = {row["task_id"]: row for row in store.rows()}
+    assert (by_task["t"]["planned_start"], by_task["t"]["expected_emissions_at_start_g"]) == (
+        NOW + timedelta(hours=2), 4.0)
+    assert by_task["u"]["planned_start"] == NOW  # it stopped waiting: its row is left as it was
