@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,20 +85,21 @@ def _add_connection(conn_id: str, conn_type: str, extra: dict[str, Any]) -> None
         session.add(Connection(conn_id=conn_id, conn_type=conn_type, extra=json.dumps(extra)))
 
 
-@pytest.fixture(scope="module")
-def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """A migrated AIRFLOW_HOME, this process pointed at it, the auth manager up and the store seeded."""
+@contextmanager
+def airflow_api_app(home: Path, *, users: tuple[tuple[str, str], ...], auth_manager: str,
+                    seed: Callable[[MetricsStore], None]) -> Iterator[dict[str, Any]]:
+    """A migrated AIRFLOW_HOME, this process pointed at it, the plugin mounted as the API server mounts it, the
+    auth manager up with ``users`` (name, role) and the store seeded; what a test of the routes needs."""
     from airflow import settings
     from airflow.api_fastapi.app import init_auth_manager, init_plugins, purge_cached_app
 
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
     from airflow_carbon.plugins import common, intensity
 
-    home = tmp_path_factory.mktemp("airflow_home")
     metrics_url = f"sqlite:///{home / 'carbon_metrics.db'}"
     env = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,analyst:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:{role}" for name, role in users),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API_AUTH__JWT_SECRET": "carbon-plugin-tests-" + "0123456789abcdef" * 4,
@@ -106,7 +108,7 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
                    capture_output=True, timeout=300)
     with pytest.MonkeyPatch.context() as patch:
         # As in the API server (airflow/api_fastapi/main.py): connections come from the metadata database.
-        server = {"AIRFLOW__CORE__AUTH_MANAGER": f"{__name__}.OneDagAuthManager", "_AIRFLOW_PROCESS_CONTEXT": "server"}
+        server = {"AIRFLOW__CORE__AUTH_MANAGER": auth_manager, "_AIRFLOW_PROCESS_CONTEXT": "server"}
         for name, value in {**env, **server}.items():
             patch.setenv(name, value)
         patch.delenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT", raising=False)
@@ -119,14 +121,14 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
             _register_dags("dag_a", "dag_b")
             _add_connection("carbon_metrics_default", "carbon_metrics", {"sqlalchemy_url": metrics_url})
             store = MetricsStore(metrics_url)
-            seed_store(store)
+            seed(store)
             app = FastAPI()
             init_plugins(app)  # mounts the plugin's app at /carbon, as the API server does
-            auth_manager = init_auth_manager(app)
-            tokens = {name: auth_manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
-                      for name, role in (("admin", "admin"), ("analyst", "viewer"))}
+            manager = init_auth_manager(app)
+            tokens = {name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+                      for name, role in users}
             with TestClient(app) as client:
-                yield {"client": client, "tokens": tokens, "store": store, "auth_manager": auth_manager}
+                yield {"client": client, "tokens": tokens, "store": store, "auth_manager": manager}
             store.close()
         finally:
             purge_cached_app()
@@ -134,6 +136,13 @@ def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
             CarbonMetricsHook.reset_store_cache()
     settings.configure_vars()
     settings.reconfigure_orm()
+
+
+@pytest.fixture(scope="module")
+def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    with airflow_api_app(tmp_path_factory.mktemp("airflow_home"), users=(("admin", "admin"), ("analyst", "viewer")),
+                         auth_manager=f"{__name__}.OneDagAuthManager", seed=seed_store) as api:
+        yield api
 
 
 def seed_store(store: MetricsStore) -> None:

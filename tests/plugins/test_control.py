@@ -8,8 +8,6 @@ only, and so may not change what holds for every DAG. Every other user gets Simp
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,14 +15,13 @@ from typing import Any
 import pytest
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 
 from airflow_carbon.metrics import MetricsStore, TaskTryKey
 from airflow_carbon.metrics.schema import AUDIT, BUDGET, BUDGET_ALERT, ECO_SWITCH, RELEASE
 from tests.metrics.seeds import decide, seed_history
-from tests.plugins.test_api import AIRFLOW, _add_connection, _register_dags, register_task_instance
+from tests.plugins.test_api import airflow_api_app, register_task_instance
 
 H = timedelta(hours=1)
 ONE_DAG = {"analyst", "editor"}
@@ -52,51 +49,9 @@ USERS = (("admin", "admin"), ("analyst", "viewer"), ("editor", "user"))
 
 @pytest.fixture(scope="module")
 def airflow_api(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    from airflow import settings
-    from airflow.api_fastapi.app import init_auth_manager, init_plugins, purge_cached_app
-
-    from airflow_carbon.hooks.metrics import CarbonMetricsHook
-    from airflow_carbon.plugins import common
-
-    home = tmp_path_factory.mktemp("airflow_home")
-    metrics_url = f"sqlite:///{home / 'carbon_metrics.db'}"
-    env = {
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:{role}" for name, role in USERS),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "carbon-control-tests-" + "0123456789abcdef" * 4,
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env={**os.environ, "AIRFLOW_HOME": str(home), **env}, check=True,
-                   capture_output=True, timeout=300)
-    with pytest.MonkeyPatch.context() as patch:
-        server = {"AIRFLOW__CORE__AUTH_MANAGER": f"{__name__}.ControlAuthManager", "_AIRFLOW_PROCESS_CONTEXT": "server"}
-        for name, value in {**env, **server}.items():
-            patch.setenv(name, value)
-        patch.delenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT", raising=False)
-        settings.configure_vars()
-        settings.reconfigure_orm()
-        common.reset_store_cache()
-        CarbonMetricsHook.reset_store_cache()
-        try:
-            _register_dags("dag_a", "dag_b")
-            _add_connection("carbon_metrics_default", "carbon_metrics", {"sqlalchemy_url": metrics_url})
-            store = MetricsStore(metrics_url)
-            seed_history(store)
-            app = FastAPI()
-            init_plugins(app)
-            auth_manager = init_auth_manager(app)
-            tokens = {name: auth_manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
-                      for name, role in USERS}
-            with TestClient(app) as client:
-                yield {"client": client, "tokens": tokens, "store": store}
-            store.close()
-        finally:
-            purge_cached_app()
-            common.reset_store_cache()
-            CarbonMetricsHook.reset_store_cache()
-    settings.configure_vars()
-    settings.reconfigure_orm()
+    with airflow_api_app(tmp_path_factory.mktemp("airflow_home"), users=USERS,
+                         auth_manager=f"{__name__}.ControlAuthManager", seed=seed_history) as api:
+        yield api
 
 
 @pytest.fixture
