@@ -174,8 +174,7 @@ async def post_release(user: CurrentUser, store: Store, dag_id: str, run_id: str
     """Its trigger fires with reason `released` at the next poll; its record says who released it, when and why.
 
     Needs edit rights on the DAG's task instances. 404 when Airflow has not deferred it, or the store holds no
-    waiting try of it. Releasing
-    twice keeps the first release.
+    waiting try of it. Releasing twice keeps the first release.
     """
     index = parse_map_index(map_index)
     dag_id, run_id, task_id = (required_name(value, field) for field, value in
