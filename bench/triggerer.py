@@ -37,6 +37,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,7 @@ async def _triggerer(kind: str, n: int, green_at: datetime, refresh_s: float) ->
         from airflow_carbon.signals.source import source_types
 
         source_types()
+        _waiting_in_the_store(n)
     gc.collect()
     await asyncio.sleep(0.2)
     rss_before = rss_bytes()
@@ -131,8 +133,14 @@ async def _triggerer(kind: str, n: int, green_at: datetime, refresh_s: float) ->
             fired.append(time.time())
             events.append(event)
 
+    triggers = [import_string(path)(**kwargs) for path, kwargs in serialized]
+    if kind == "carbon":
+        for index, trigger in enumerate(triggers):
+            trigger.task_instance = SimpleNamespace(dag_id="bench", task_id=f"task_{index}", run_id="run",
+                                                    map_index=-1, try_number=1)
     created_at = time.time()
-    tasks = [asyncio.create_task(run_trigger(import_string(path)(**kwargs))) for path, kwargs in serialized]
+    tasks = [asyncio.create_task(run_trigger(trigger)) for trigger in triggers]
+    del triggers
     created_s = time.time() - created_at
     # Let every trigger start and (carbon) plan once, then measure the steady wait.
     while kind == "carbon" and plans["rounds"] < n and time.time() < green_at.timestamp():
@@ -154,7 +162,9 @@ async def _triggerer(kind: str, n: int, green_at: datetime, refresh_s: float) ->
     for task in pending:
         task.cancel()
     from airflow_carbon.signals.cache import shared_cache
+    from airflow_carbon.triggers.control import control_watch
 
+    control_polls = control_watch("carbon_metrics_default").polls if kind == "carbon" else 0
     reasons: dict[str, int] = {}
     for event in events:
         reason = event.payload.get("reason", "?") if isinstance(event.payload, dict) else "moment"
@@ -171,9 +181,25 @@ async def _triggerer(kind: str, n: int, green_at: datetime, refresh_s: float) ->
         "cpu_waiting_s": cpu1 - cpu0, "waiting_s": waiting_s,
         "plans_waiting": plans1["calls"] - plans0["calls"], "plan_s_waiting": plans1["seconds"] - plans0["seconds"],
         "plans_total": plans["calls"], "plan_s_total": plans["seconds"], "rounds_total": plans["rounds"],
-        "cache_loads": shared_cache().loads,
+        "cache_loads": shared_cache().loads, "control_polls": control_polls,
         "lags": lags,
     }
+
+
+def _waiting_in_the_store(n: int) -> None:
+    """The N tries wait in a SQLite metrics store, and each trigger knows its try (``task_instance``, as the
+    triggerer sets it): so every trigger joins the triggerer's poll of releases and switches, and its plans are
+    written in batches. The store is opened here, before the RSS is read, as a triggerer has it open already."""
+    from airflow_carbon.hooks.metrics import CarbonMetricsHook
+    from airflow_carbon.metrics.record import DEFERRED
+    from airflow_carbon.metrics.schema import TABLE
+
+    store = CarbonMetricsHook().get_store()
+    now = datetime.now(UTC)
+    rows = [{"dag_id": "bench", "task_id": f"task_{index}", "run_id": "run", "map_index": -1, "try_number": 1,
+             "state": DEFERRED, "ready_at": now, "updated_at": now} for index in range(n)]
+    with store.engine.begin() as connection:
+        connection.execute(TABLE.insert(), rows)
 
 
 def child_main(kind: str, n: int, green_at_s: float, refresh_s: float, out: Path) -> None:
@@ -207,6 +233,8 @@ def run_child(kind: str, n: int, server, refresh_s: float, lead_s: float) -> dic
     out = Path(f"/tmp/bench_triggerer_{os.getpid()}_{kind}_{n}.json")
     env = dict(os.environ)
     env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    store_path = out.with_suffix(".db")
+    env["AIRFLOW_CONN_CARBON_METRICS_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(store_path)})
     began = time.time()
     proc = subprocess.run([sys.executable, __file__, "--child", kind, "--n", str(n), "--green-at", str(green_at_s),
                            "--refresh-s", str(refresh_s), "--out", str(out)], env=env, cwd=ROOT,
@@ -215,6 +243,8 @@ def run_child(kind: str, n: int, server, refresh_s: float, lead_s: float) -> dic
         raise RuntimeError(f"{kind} N={n} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(out.read_text(encoding="utf-8"))
     out.unlink()
+    for path in store_path.parent.glob(store_path.name + "*"):
+        path.unlink()
     requests = server.requests
     result["forecast_requests"] = sum(r.path == "/v3/forecast" for r in requests)
     result["login_requests"] = sum(r.path == "/login" for r in requests)
@@ -294,7 +324,10 @@ def markdown(runs: list[tuple[dict, dict]], planning: dict[str, float], command:
         "is not counted. *carbon*: `CarbonWindowTrigger`, policy `forecast`, 1 h job, deadline 24 h away, "
         f"`refresh_s={refresh_s:g}`, spread evenly over 3 WattTime connections (`AIRFLOW_CONN_WT_A/B/C`, one "
         "region each); every `/v3/forecast` answers a 72 h, 5-minute forecast that is dirty until `green_at` "
-        "and clean for 2 h from it. *baseline*: Airflow's `DateTimeTrigger(moment=green_at)`. "
+        "and clean for 2 h from it. Each carbon trigger knows its try (`task_instance`, as the triggerer sets "
+        "it) and its try waits in a SQLite metrics store, so all of them join the triggerer's poll of releases "
+        "and eco-mode switches (every 10 s, one query) and report their plans to be written in one batch per "
+        "poll. *baseline*: Airflow's `DateTimeTrigger(moment=green_at)`. "
         f"Both wait through about {WAIT_REFRESHES} refresh intervals after all triggers are created (and, for "
         "carbon, planned once) before `green_at`.",
         "",
@@ -337,7 +370,8 @@ def markdown(runs: list[tuple[dict, dict]], planning: dict[str, float], command:
             f"last fired {carbon['last_fired_after_s'] / max(baseline['last_fired_after_s'], 1e-9):.2f}x. "
             f"Carbon detail: {carbon['forecast_requests']} forecast requests "
             f"({', '.join(f'{k}: {v}' for k, v in carbon['forecast_by_region'].items())}), "
-            f"{carbon['login_requests']} logins, {carbon['cache_loads']} cache loads; "
+            f"{carbon['login_requests']} logins, {carbon['cache_loads']} cache loads, "
+            f"{carbon['control_polls']} polls of releases and switches (one query each, with the batch of plans); "
             f"{carbon['rounds_total']:,} planning rounds made {carbon['plans_total']:,} `decide` calls (triggers with "
             f"the same inputs share one), {carbon['plan_s_total']:.2f} s in all, "
             f"{dc['plan_s_per_refresh']:.3f} s per refresh interval while waiting; creating the N tasks took "
