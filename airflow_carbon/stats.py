@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -89,8 +90,11 @@ METRICS = (DECIDED, DEFERRED_COUNT, DELAYED, RELEASED, FORCED_BY_DEADLINE, SERVE
 P = ParamSpec("P")
 _warned: set[str] = set()
 _initialized_pid: int | None = None
-#: The (dag_id, task_id, region) keys ``tasks_waiting`` last reported above zero, in this process.
-_waiting_reported: set[tuple[str, str, str | None]] = set()
+#: What ``tasks_waiting`` last sent per (dag_id, task_id, region) above zero, in this process, and when it last sent
+#: every key: a gauge keeps its value, so only changes go out, and all of them again now and then (UDP may drop one).
+_waiting_reported: dict[tuple[str, str, str | None], int] = {}
+_waiting_all_sent_at: list[float] = [0.0]
+WAITING_RESEND_EVERY_S = 300.0
 
 
 def _never_raises(fn: Callable[P, None]) -> Callable[P, None]:
@@ -183,14 +187,21 @@ def task_finished(record: TaskTryRecord) -> None:
 
 @_never_raises
 def tasks_waiting(counts: Mapping[tuple[str, str, str | None], int]) -> None:
-    """The deferred tries now, per (dag_id, task_id, region); a key reported before and now absent is set to 0."""
+    """The deferred tries now, per (dag_id, task_id, region); a key reported before and now absent is set to 0.
+
+    A triggerer with 10,000 waiting tasks calls this at every poll: only the counts that changed are sent, and
+    every count again each ``WAITING_RESEND_EVERY_S``."""
     stats = _backend()
-    for key in sorted(_waiting_reported - set(counts), key=str):
+    resend = time.monotonic() - _waiting_all_sent_at[0] >= WAITING_RESEND_EVERY_S
+    if resend:
+        _waiting_all_sent_at[0] = time.monotonic()
+    for key in sorted(set(_waiting_reported) - set(counts), key=str):
         stats.gauge(WAITING.name, 0, tags=task_tags(*key))
-        _waiting_reported.discard(key)
+        del _waiting_reported[key]
     for key, count in counts.items():
-        stats.gauge(WAITING.name, count, tags=task_tags(*key))
-        _waiting_reported.add(key)
+        if resend or _waiting_reported.get(key) != count:
+            stats.gauge(WAITING.name, count, tags=task_tags(*key))
+            _waiting_reported[key] = count
 
 
 @_never_raises

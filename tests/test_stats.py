@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -42,7 +43,8 @@ class FakeStats:
 def fake(monkeypatch) -> FakeStats:
     fake = FakeStats()
     monkeypatch.setattr(stats, "_backend", lambda: fake)
-    monkeypatch.setattr(stats, "_waiting_reported", set())
+    monkeypatch.setattr(stats, "_waiting_reported", {})
+    monkeypatch.setattr(stats, "_waiting_all_sent_at", [0.0])
     return fake
 
 
@@ -135,6 +137,19 @@ def test_waiting_gauges_go_to_zero_for_keys_no_longer_reported(fake):
     fake.calls.clear()
     stats.tasks_waiting({})
     assert fake.calls == []
+
+
+def test_waiting_gauges_send_only_what_changed_and_everything_now_and_then(fake, monkeypatch):
+    waiting = {("etl", f"t{i}", "DE"): 1 for i in range(1000)}
+    stats.tasks_waiting(waiting)
+    assert len(fake.calls) == 1000
+    fake.calls.clear()
+    stats.tasks_waiting({**waiting, ("etl", "t7", "DE"): 2})
+    assert [(value, tags["task_id"]) for _, _, value, tags in fake.calls] == [(2, "t7")]
+    fake.calls.clear()
+    monkeypatch.setattr(stats, "_waiting_all_sent_at", [time.monotonic() - stats.WAITING_RESEND_EVERY_S])
+    stats.tasks_waiting(waiting)
+    assert len(fake.calls) == 1000
 
 
 def test_budget_gauges_carry_the_dag_only(fake):

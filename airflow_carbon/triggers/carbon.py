@@ -22,7 +22,7 @@ from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.cache import shared_cache
 from airflow_carbon.signals.series import Series, from_epoch_s, to_epoch_s
 from airflow_carbon.signals.source import Reading, SourceRef
-from airflow_carbon.triggers.control import ControlWatch, control_watch
+from airflow_carbon.triggers.control import ControlWatch, Waiting, control_watch
 from airflow_carbon.triggers.event import CarbonEvent
 from airflow_carbon.triggers.pacing import loop_pacer
 from airflow_carbon.units import parse_instant
@@ -113,9 +113,9 @@ class CarbonWindowTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         key, watch = self._control()
-        told = watch.join(key, self._region) if watch else None
+        waiting = watch.join(key, self._region) if watch else None
         try:
-            async for event in self._wait(key, watch, told):
+            async for event in self._wait(key, watch, waiting):
                 yield event
         finally:
             if watch is not None:
@@ -139,7 +139,7 @@ class CarbonWindowTrigger(BaseTrigger):
         return key, control_watch(conn_id)
 
     async def _wait(self, key: TaskTryKey, watch: ControlWatch | None,
-                    told: asyncio.Future[None] | None) -> AsyncIterator[TriggerEvent]:
+                    waiting: Waiting | None) -> AsyncIterator[TriggerEvent]:
         reading, solar = Reading(None, None, None), NO_SOLAR
         planned_start: datetime | None = None
         pacer = loop_pacer()
@@ -179,12 +179,11 @@ class CarbonWindowTrigger(BaseTrigger):
             wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s(reading.series)), self.deadline)
             log.info("next check at %s; planned start %s (%s); deadline %s", wake, decision.start,
                      decision.reason, self.deadline)
-            if watch is not None:
+            if watch is not None and waiting is not None:
                 watch.report(key, decision)
-                if told is not None and told.done():  # told to run, then not any more (a switch's window closed)
-                    told = watch.join(key, self._region)
+                waiting.told = False  # told to run, then not any more (a switch's window closed): wait again
             pacer.spent(time.thread_time() - began_cpu_s)
-            await sleep_until(self._spread(wake), told)
+            await sleep_until(self._spread(wake), waiting)
 
     def _decide(self, now: datetime, reading: Reading, solar_free: Series | None,
                 planned_start: datetime | None) -> Decision:
@@ -285,14 +284,14 @@ class CarbonWindowTrigger(BaseTrigger):
         return await within(cache.get(key, load, max_age_s=max_age_s), (self.deadline - utcnow()).total_seconds())
 
 
-async def sleep_until(moment: datetime, told: asyncio.Future[None] | None = None) -> None:
-    """Sleep in steps, re-reading the clock each time, like Airflow's own DateTimeTrigger; ``told`` done (a person
-    released the task or switched carbon-awareness off) ends the sleep early."""
+async def sleep_until(moment: datetime, waiting: Waiting | None = None) -> None:
+    """Sleep in steps, re-reading the clock each time, like Airflow's own DateTimeTrigger; a poll that tells the
+    ``waiting`` try to run (a person released it or switched carbon-awareness off) ends the sleep early."""
     while (remaining_s := (moment - utcnow()).total_seconds()) > 0:
-        if told is None:
+        if waiting is None:
             await asyncio.sleep(min(remaining_s, MAX_SLEEP_STEP_S))
-        elif told.done():
+        elif waiting.told:
             return
         else:
-            await asyncio.wait([told], timeout=min(remaining_s, MAX_SLEEP_STEP_S))
+            await waiting.nap(min(remaining_s, MAX_SLEEP_STEP_S))
 

@@ -245,7 +245,7 @@ def test_a_trigger_with_a_site_fires_when_the_sun_comes_and_hands_its_forecast_t
     now = datetime.now(UTC)
     clock = [now]  # the trigger's clock: each sleep moves it to the wake-up time at once
 
-    async def sleep_until(moment: datetime, told: object = None) -> None:
+    async def sleep_until(moment: datetime, waiting: object = None) -> None:
         clock[0] = max(clock[0], moment)
 
     monkeypatch.setattr("airflow_carbon.triggers.carbon.utcnow", lambda: clock[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -120,14 +121,30 @@ def test_a_store_that_cannot_be_read_leaves_the_triggers_waiting_on_their_plans(
     monkeypatch.setattr(trigger_control, "POLL_INTERVAL_S", POLL_S)
     monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
                        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "no" / "such" / "dir.db")}))
-    signal = write_signal(tmp_path / "signal.csv", green_in_s=1, period_s=60)
+    signal = write_signal(tmp_path / "signal.csv", green_in_s=3)
     now = datetime.now(UTC)
     trigger = CarbonWindowTrigger(
         ready_at=now, deadline=now + timedelta(hours=2), policy="forecast", duration_s=60, energy_kwh=0.01,
         signals=[SourceRef.file(str(signal), "TEST", replay=False).to_dict()], refresh_s=3600,
         task_settings=resolve("t", {"region": "TEST"}).to_json())
     trigger.task_instance = SimpleNamespace(dag_id="dag", task_id="t", run_id="run", map_index=-1, try_number=1)
-    [fired] = asyncio.run(events([trigger], timeout_s=30))
+    [fired] = asyncio.run(events([trigger], timeout_s=120))
     CarbonMetricsHook.reset_store_cache()
     assert fired is not None and fired.reason == "green_window"
     assert "reading releases and eco-mode switches" in caplog.text
+
+
+def test_a_plan_that_did_not_change_is_not_written_again():
+    from airflow_carbon.metrics.record import TaskTryKey
+    from airflow_carbon.planning import Decision, Reason
+
+    watch = trigger_control.ControlWatch("carbon_metrics_default")
+    key = TaskTryKey("dag", "t", "run")
+    now = datetime.now(UTC)
+    plan = Decision("forecast", now, now + timedelta(hours=1), now + timedelta(hours=2), Reason.GREEN_WINDOW, 5.0, 2.0)
+    watch.report(key, plan)
+    watch._plans.clear()  # as a poll takes them
+    watch.report(key, replace(plan, now=now + timedelta(minutes=5)))
+    assert watch._plans == {}
+    watch.report(key, replace(plan, start=now + timedelta(minutes=90)))
+    assert watch._plans[key]["planned_start"] == now + timedelta(minutes=90)
