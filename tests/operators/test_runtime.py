@@ -24,23 +24,11 @@ from airflow_carbon.signals.source import Reading, SourceRef
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
 from airflow_carbon.triggers.event import CarbonEvent
 from tests.fakes import FakeTask, FakeTaskInstance
-from tests.signal_files import write_signal
 
 RECORD_FIELDS = {"region", "source", "served_by", "signal", "policy", "ready_at", "deadline", "started_at", "ended_at",
                  "delay_s", "reason", "intensity_g_per_kwh", "baseline_intensity_g_per_kwh", "energy_kwh", "solar_kwh",
                  "emissions_g", "baseline_emissions_g", "saved_g", "estimated", "version", "job_id"}
 CORPUS = Path(__file__).parents[1] / "signals" / "corpus"
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
-                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
-    signal = write_signal(tmp_path / "signal.csv", green_in_s=3600, period_s=60)
-    monkeypatch.setenv("AIRFLOW_CONN_SIGNAL", json.dumps({"conn_type": "carbon_csv",
-                                                          "extra": {"path": str(signal), "region": "TEST"}}))
-    yield tmp_path
-    CarbonMetricsHook.reset_store_cache()
 
 
 def start(ti: FakeTaskInstance, **given) -> CarbonTaskRun:

@@ -16,18 +16,6 @@ from airflow_carbon.metrics.record import RUNNING
 from airflow_carbon.operators.runtime import CarbonTaskRun
 from airflow_carbon.settings import CarbonSettingsError, check_given, resolve
 from tests.fakes import FakeTask, FakeTaskInstance
-from tests.signal_files import write_signal
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
-                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
-    signal = write_signal(tmp_path / "signal.csv", green_in_s=3600, period_s=60)
-    monkeypatch.setenv("AIRFLOW_CONN_SIGNAL", json.dumps({"conn_type": "carbon_csv",
-                                                          "extra": {"path": str(signal), "region": "TEST"}}))
-    yield tmp_path
-    CarbonMetricsHook.reset_store_cache()
 
 
 def engine():

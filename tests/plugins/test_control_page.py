@@ -7,20 +7,15 @@ fake ``get_user``. The routes themselves are tested against the real store and a
 from __future__ import annotations
 
 import re
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, FastAPI
-from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 
-from airflow_carbon.plugins import pages
-from tests.plugins.test_pages import STATIC, TOKEN, XSS_TASK, PageUser, dump_dom, fake_get_user, parse
+from tests.plugins.test_pages import STATIC, TOKEN, XSS_TASK, dump_dom, page_app, parse, served
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -55,12 +50,7 @@ def stub_control_api() -> APIRouter:
 
 
 def control_app() -> FastAPI:
-    app = FastAPI()
-    app.include_router(stub_control_api(), prefix="/api")
-    app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.dependency_overrides[get_user] = fake_get_user
-    return app
+    return page_app(api=stub_control_api())
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +97,8 @@ def test_every_change_asks_for_a_reason_and_talks_to_the_control_api(client):
 
 @pytest.fixture(scope="module")
 def live_url():
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = control_app()
-    app.dependency_overrides[get_user] = lambda: PageUser()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with served(control_app()) as url:
+        yield url
 
 
 def test_the_browser_renders_the_state_budgets_and_audit_as_text(live_url):

@@ -20,6 +20,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -264,10 +266,11 @@ def stub_api(*, empty: bool = False) -> APIRouter:
     return api
 
 
-def page_app(*, empty: bool = False) -> FastAPI:
-    """What Airflow mounts at ``/carbon``, with the stub API: JSON at ``/api``, pages at ``/``, ``/static``."""
+def page_app(*, empty: bool = False, api: APIRouter | None = None) -> FastAPI:
+    """What Airflow mounts at ``/carbon``, with a stub API (``stub_api`` unless given): JSON at ``/api``, pages at
+    ``/``, ``/static``."""
     app = FastAPI()
-    app.include_router(stub_api(empty=empty), prefix="/api")
+    app.include_router(api or stub_api(empty=empty), prefix="/api")
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.dependency_overrides[get_user] = fake_get_user
@@ -540,14 +543,14 @@ def test_every_page_asset_is_package_data():
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # `make test` installs Debian's chromium
 
 
-@pytest.fixture(scope="module")
-def live_url():
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1, for a browser, as an anonymous user may see it."""
     import uvicorn
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = page_app()
     app.dependency_overrides[get_user] = lambda: PageUser()  # a browser run without a login
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -558,6 +561,12 @@ def live_url():
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def live_url():
+    with served(page_app()) as url:
+        yield url
 
 
 def dump_dom(url: str) -> str:
