@@ -516,7 +516,7 @@ def run_budget_set(engine: Engine, args: argparse.Namespace, now: datetime) -> i
     from airflow_carbon.metrics import control
 
     control.set_budget(engine, args.dag_id, grams=args.grams, period=args.period, strict=args.strict, actor=actor(),
-                       reason=args.reason, now=now, source="api")
+                       reason=args.reason, now=now)
     [row] = control.budget_status(engine, [args.dag_id], now)
     print(f"budget set: {_budget_line(row)}")
     return 0

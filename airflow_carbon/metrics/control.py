@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, String, bindparam, cast, delete, func, literal, null, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+)
 from sqlalchemy import update as sql_update
 
 from airflow_carbon.control import (
@@ -175,11 +189,7 @@ def control_state(engine: Engine) -> ControlState:
 
 
 def _same_key(left: Any, right: Any) -> Any:
-    condition = None
-    for name in KEY_FIELDS:
-        term = left.c[name] == right.c[name]
-        condition = term if condition is None else condition & term
-    return condition
+    return and_(*(left.c[name] == right.c[name] for name in KEY_FIELDS))
 
 
 def write_plans(engine: Engine, plans: Sequence[Mapping[str, Any]], now: datetime) -> None:

@@ -23,7 +23,7 @@ from airflow_carbon.hooks.sources import load_first, open_source
 from airflow_carbon.metrics import control
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryKey, TaskTryRecord
 from airflow_carbon.planning import Job, PolicySettings, decide, stricter
-from airflow_carbon.settings import CarbonSettings, CarbonSettingsError, resolve
+from airflow_carbon.settings import CALLBACK_PARSERS, CarbonSettings, CarbonSettingsError, resolve
 from airflow_carbon.signals.series import SignalDataError
 from airflow_carbon.signals.source import Reading, SourceError, SourceRef
 from airflow_carbon.triggers.carbon import CarbonWindowTrigger
@@ -362,9 +362,7 @@ def budget_callbacks(task: Any) -> tuple[Any, ...]:
     dag = getattr(task, "dag", None)
     if given is None and dag is not None:
         given = (dag.default_args or {}).get("on_budget_exceeded")
-    if given is None:
-        return ()
-    return tuple(given) if isinstance(given, list | tuple) else (given,)
+    return () if given is None else CALLBACK_PARSERS["on_budget_exceeded"](given)
 
 
 def resolve_settings(task: Any) -> CarbonSettings:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -99,7 +99,7 @@ class ControlWatch:
         if self._written.get(key) == plan:
             return
         self._written[key] = plan
-        self._plans[key] = {**key.__dict__, "decided_at": decision.now, "planned_start": decision.start,
+        self._plans[key] = {**asdict(key), "decided_at": decision.now, "planned_start": decision.start,
                             "expected_emissions_now_g": decision.expected_emissions_now_g,
                             "expected_emissions_at_start_g": decision.expected_emissions_at_start_g}
 
