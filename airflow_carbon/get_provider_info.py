@@ -170,13 +170,30 @@ def get_provider_info() -> dict[str, Any]:
                         "default": "forecast", "type": "string", "example": None, "version_added": "0.1.0",
                     },
                     "power_kw": {
-                        "description": ("Power drawn by a task that declares neither energy_kwh nor power_kw "
-                                        "(estimated)."),
+                        "description": ("Power drawn by a task that declares neither energy_kwh nor power_kw and "
+                                        "whose energy no meter read (assumed)."),
                         "default": "0.3", "type": "string", "example": None, "version_added": "0.1.0",
                     },
                     "expected_duration": {
-                        "description": "How long a task is expected to run, for planning its window.",
+                        "description": ("How long a task that declares no expected_duration and has no history is "
+                                        "expected to run, for planning its window."),
                         "default": "30min", "type": "string", "example": None, "version_added": "0.1.0",
+                    },
+                    "energy_meter": {
+                        "description": ("What reads a task's energy: auto (NVML for GPUs, RAPL or codecarbon's "
+                                        "estimate for CPU and memory, where installed), codecarbon, nvml or declared "
+                                        "(energy_kwh, else power_kw times the run time)."),
+                        "default": "auto", "type": "string", "example": None, "version_added": "0.3.0",
+                    },
+                    "pue": {
+                        "description": ("Power usage effectiveness of the facility: a task's energy is its IT energy "
+                                        "times this."),
+                        "default": "1.0", "type": "string", "example": None, "version_added": "0.3.0",
+                    },
+                    "history_tries": {
+                        "description": ("How many of a task's last completed tries plan it when it declares no "
+                                        "energy or duration; 0 plans on the defaults."),
+                        "default": "10", "type": "string", "example": None, "version_added": "0.3.0",
                     },
                     "min_saving_pct": {
                         "description": "forecast policy: wait only when it saves at least this share of running now.",

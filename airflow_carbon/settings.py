@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_carbon.accounting.energy import METERS
 from airflow_carbon.control import Budget, parse_budget
 from airflow_carbon.errors import CarbonConfigError
 from airflow_carbon.forecasting.extend import DEFAULT_FORECASTER, check_forecaster
@@ -34,6 +35,10 @@ LIVE_POLICIES = tuple(name for name in POLICIES if name != "oracle")
 LONGEST_DURATION = timedelta(days=366)
 #: The most power a task may declare: with the longest ``expected_duration`` still a finite energy to plan on.
 MAX_POWER_KW = MAX_ENERGY_KWH
+#: The highest PUE a facility can have and still be a data centre, not a heater: the worst measured are below 3.
+MAX_PUE = 3.0
+#: The most past tries a plan reads: a median over more says nothing more of a task that changes.
+MAX_HISTORY_TRIES = 1000
 
 #: The ``[carbon]`` options, their defaults and what they mean (also the provider info's ``config``).
 CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
@@ -43,8 +48,16 @@ CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "source": ("", "Connection id of the signal source; empty means the bundled data, replayed onto today."),
     "fallback": ("", "Connection ids to try in order when the source fails (comma-separated)."),
     "policy": ("forecast", "immediate, threshold or forecast."),
-    "power_kw": ("0.3", "Power drawn by a task that declares neither energy_kwh nor power_kw (estimated)."),
-    "expected_duration": ("30min", "How long a task is expected to run, for planning its window."),
+    "power_kw": ("0.3", "Power drawn by a task that declares neither energy_kwh nor power_kw and whose energy no "
+                 "meter read (assumed)."),
+    "expected_duration": ("30min", "How long a task that declares no expected_duration and has no history is "
+                          "expected to run, for planning its window."),
+    "energy_meter": ("auto", "What reads a task's energy: auto (NVML for GPUs, RAPL or codecarbon's estimate for "
+                     "CPU and memory, where installed), codecarbon, nvml or declared (energy_kwh, else power_kw "
+                     "times the run time)."),
+    "pue": ("1.0", "Power usage effectiveness of the facility: a task's energy is its IT energy times this."),
+    "history_tries": ("10", "How many of a task's last completed tries plan it when it declares no energy or "
+                      "duration; 0 plans on the defaults."),
     "min_saving_pct": (f"{DEFAULT_MIN_SAVING_PCT:g}",
                        "forecast policy: wait only when it saves at least this share of running now."),
     "replan_margin_pct": (f"{DEFAULT_REPLAN_MARGIN_PCT:g}",
@@ -96,6 +109,28 @@ def _at_most(limit: float, unit: str) -> Callable[[Any], float | None]:
         return number
 
     return parse
+
+
+def _energy_meter(value: Any) -> str:
+    if value not in METERS:
+        raise ValueError(f"unknown energy meter {value!r}; choose one of {', '.join(METERS)}")
+    return value
+
+
+def _pue(value: Any) -> float:
+    number = float(value)
+    if not 1 <= number <= MAX_PUE:
+        raise ValueError(f"must lie in [1, {MAX_PUE:g}], got {value!r}")
+    return number
+
+
+def _tries(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    number = int(value)
+    if not 0 <= number <= MAX_HISTORY_TRIES:
+        raise ValueError(f"must lie in [0, {MAX_HISTORY_TRIES}], got {value!r}")
+    return number
 
 
 def _policy(value: Any) -> str:
@@ -195,10 +230,19 @@ class CarbonSettings:
     risk_aversion: float = DEFAULT_RISK_AVERSION
     replan_margin_pct: float = DEFAULT_REPLAN_MARGIN_PCT
     carbon_budget: Budget | None = None
+    energy_meter: str = "auto"
+    pue: float = 1.0
+    history_tries: int = 10
     #: ``[carbon] forecaster``, read once when the settings are resolved: for sources whose connection names none.
     default_forecaster: str = DEFAULT_FORECASTER
     #: ``[carbon] power_kw``, read once when the settings are resolved: what a task that declares no energy draws.
     assumed_power_kw: float = 0.3
+    #: Whether ``expected_duration`` was given on the task or in ``default_args``, not taken from ``[carbon]``.
+    duration_declared: bool = True
+    #: The IT energy (kWh) the task's history expects, when it declares none; set when its first try starts.
+    history_energy_kwh: float | None = None
+    #: Where ``expected_duration`` and the planned energy came from: declared, history (n=...) or defaults.
+    expected_from: str | None = None
 
     @property
     def energy_declared(self) -> bool:
@@ -206,10 +250,15 @@ class CarbonSettings:
 
     @property
     def planned_energy_kwh(self) -> float:
-        """The energy to plan with: declared, or power times the expected duration."""
+        """The facility energy to plan with: declared, else power times the expected duration, else what the
+        history expects, else the assumed power over the expected duration; times the PUE."""
         if self.energy_kwh is not None:
-            return self.energy_kwh
-        return self.power_draw_kw * self.expected_duration.total_seconds() / 3600.0
+            it_kwh = self.energy_kwh
+        elif self.power_kw is None and self.history_energy_kwh is not None:
+            it_kwh = self.history_energy_kwh
+        else:
+            it_kwh = self.power_draw_kw * self.expected_duration.total_seconds() / 3600.0
+        return it_kwh * self.pue
 
     @property
     def power_draw_kw(self) -> float:
@@ -218,7 +267,7 @@ class CarbonSettings:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (durations in seconds), so a trigger carries the settings to the task it resumes."""
-        values = {name: getattr(self, name) for name in (*SETTING_NAMES, "assumed_power_kw", "default_forecaster")}
+        values = {name: getattr(self, name) for name in (*SETTING_NAMES, *CARRIED_NAMES)}
         return {name: value.total_seconds() if isinstance(value, timedelta) else
                 value.isoformat() if isinstance(value, datetime) else
                 {"grams": value.grams, "period": value.period, "strict": value.strict} if isinstance(value, Budget) else
@@ -227,10 +276,16 @@ class CarbonSettings:
     @classmethod
     def from_json(cls, task_id: str, data: dict[str, Any]) -> CarbonSettings:
         """The inverse of ``to_json``, each value checked again."""
-        values = {name: _parse(task_id, name, data.get(name), RESOLVED_PARSERS) for name in SETTING_NAMES}
+        # A setting an earlier version did not carry takes its default (``energy_meter``, ``pue``, ...).
+        values = {name: _parse(task_id, name, data.get(name), RESOLVED_PARSERS) for name in SETTING_NAMES
+                  if name in data or name not in _FIELD_DEFAULTS}
         default = data.get("default_forecaster") or DEFAULT_FORECASTER  # absent in settings carried by 0.2
+        history_kwh = data.get("history_energy_kwh")
         return cls(**values, assumed_power_kw=_parse(task_id, "power_kw", data.get("assumed_power_kw")),
-                   default_forecaster=_parse(task_id, "forecaster", default))
+                   default_forecaster=_parse(task_id, "forecaster", default),
+                   duration_declared=bool(data.get("duration_declared", True)),
+                   history_energy_kwh=None if history_kwh is None else _parse(task_id, "energy_kwh", history_kwh),
+                   expected_from=data.get("expected_from"))
 
     def policy_settings(self) -> PolicySettings:
         return PolicySettings(threshold_g_per_kwh=self.threshold_g_per_kwh, min_saving_pct=self.min_saving_pct,
@@ -238,6 +293,8 @@ class CarbonSettings:
                               solar_threshold_kw=self.solar_threshold_kw, risk_aversion=self.risk_aversion,
                               replan_margin_pct=self.replan_margin_pct)
 
+
+_FIELD_DEFAULTS = {f.name for f in fields(CarbonSettings) if f.default is not MISSING}
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_delay": _max_delay,
@@ -261,8 +318,13 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "risk_aversion": _fraction,
     "replan_margin_pct": _percentage,
     "carbon_budget": _optional_budget,
+    "energy_meter": _energy_meter,
+    "pue": _pue,
+    "history_tries": _tries,
 }
 SETTING_NAMES = tuple(PARSERS)
+#: What a trigger carries back beside the settings: the defaults read when they were resolved, and the expectation.
+CARRIED_NAMES = ("assumed_power_kw", "default_forecaster", "duration_declared", "history_energy_kwh", "expected_from")
 #: Carbon options that are callables, run in the worker: checked like settings, never carried in a trigger's kwargs.
 CALLBACK_PARSERS: dict[str, Callable[[Any], Any]] = {"on_budget_exceeded": _callbacks}
 OPTION_NAMES = (*SETTING_NAMES, *CALLBACK_PARSERS)
@@ -365,5 +427,7 @@ def resolve(task_id: str, given: Mapping[str, Any], default_args: Mapping[str, A
     if values["energy_kwh"] is not None and values["power_kw"] is not None:
         raise CarbonSettingsError(f"task {task_id!r}: give energy_kwh or power_kw, not both")
     default_forecaster = _parse(task_id, "forecaster", config_value("forecaster")) or DEFAULT_FORECASTER
+    duration_declared = given.get("expected_duration") is not None or bool(
+        default_args and default_args.get("expected_duration") is not None)
     return CarbonSettings(**values, assumed_power_kw=_parse(task_id, "power_kw", config_value("power_kw")),
-                          default_forecaster=default_forecaster)
+                          default_forecaster=default_forecaster, duration_declared=duration_declared)

@@ -59,6 +59,12 @@ def test_defaults_come_from_the_declared_config_options(monkeypatch):
         ({"deadline": "2026-01-01T00:00:00Z", "max_delay": "1h"},
          "carbon settings deadline='2026-01-01T00:00:00Z' and max_delay='1h' given together; give one"),
         ({"deadline": "{{ data_interval_end }}", "max_delay": "1h"}, "carbon settings deadline=.* given together"),
+        ({"energy_meter": "wattmeter"}, "energy_meter='wattmeter': unknown energy meter 'wattmeter'; choose one of "
+                                        "auto, codecarbon, nvml, declared"),
+        ({"pue": 0.5}, r"pue=0.5: must lie in \[1, 3\]"),
+        ({"pue": "lots"}, "pue='lots'"),
+        ({"history_tries": -1}, r"history_tries=-1: must lie in \[0, 1000\]"),
+        ({"history_tries": 2.5}, "history_tries=2.5: must be a whole number"),
     ],
 )
 def test_bad_settings_name_the_task_and_the_setting(given, message):
@@ -93,6 +99,32 @@ def test_settings_go_through_json_and_back_unchanged(monkeypatch):
     assert data["expected_duration"] == 90 and data["fallback"] == ["uk", "em"] and data["assumed_power_kw"] == 0.8
     monkeypatch.setenv("AIRFLOW__CARBON__POWER_KW", "0.1")  # read when resolved, carried after: not read again
     assert CarbonSettings.from_json("t", data) == settings
+
+
+def test_the_meter_the_pue_and_the_history_come_from_the_task_default_args_or_config(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CARBON__PUE", "1.4")
+    monkeypatch.setenv("AIRFLOW__CARBON__HISTORY_TRIES", "5")
+    settings = resolve("t", {"energy_meter": "nvml"}, {"history_tries": 3})
+    assert (settings.energy_meter, settings.pue, settings.history_tries) == ("nvml", 1.4, 3)
+    assert resolve("t", {}).energy_meter == "auto"
+    # the PUE scales every planned energy: declared, or power over the expected duration
+    assert resolve("t", {"energy_kwh": 1.0}).planned_energy_kwh == pytest.approx(1.4)
+
+
+def test_a_duration_is_declared_on_the_task_or_in_default_args_never_by_config(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CARBON__EXPECTED_DURATION", "1h")
+    assert not resolve("t", {}).duration_declared
+    assert resolve("t", {"expected_duration": "5min"}).duration_declared
+    assert resolve("t", {}, {"expected_duration": "5min"}).duration_declared
+
+
+def test_settings_carried_by_the_previous_release_take_the_new_defaults():
+    data = resolve("t", {}).to_json()
+    for name in ("energy_meter", "pue", "history_tries", "duration_declared", "history_energy_kwh", "expected_from"):
+        del data[name]
+    settings = CarbonSettings.from_json("t", data)
+    assert (settings.energy_meter, settings.pue, settings.history_tries) == ("auto", 1.0, 10)
+    assert (settings.duration_declared, settings.history_energy_kwh, settings.expected_from) == (True, None, None)
 
 
 def test_settings_read_back_from_json_are_checked_again():
