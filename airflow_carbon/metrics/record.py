@@ -8,7 +8,9 @@ fallback when the first failed), and ``signal`` the origin of the intensity seri
 accounted on (``watttime:co2_moer``, ``replay of de_ci.csv``). For on-site solar, ``solar_served_by`` names
 the solar source that answered and ``solar_basis`` whether ``solar_kwh`` rests on measured output, a forecast or both.
 A try a person made run before its plan (a release, or carbon-awareness switched off) says who, when and why in
-``released_by``, ``released_at`` and ``release_reason``.
+``released_by``, ``released_at`` and ``release_reason``. Its energy says how it was obtained (``energy_method``,
+``energy_scope``, ``energy_breakdown_kwh``, ``energy_notes``, ``pue``: see ``accounting/energy.py``), and what the plan
+expected says where that came from (``expected_from``: declared, history or defaults).
 
 Pure: no Airflow, no SQLAlchemy.
 """
@@ -26,11 +28,12 @@ from airflow_carbon.errors import CarbonError
 from airflow_carbon.units import parse_instant
 
 #: The version of this schema, written into every record's JSON and spool file.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Versions ``from_json`` reads: XCom and spool files written by earlier releases must still load. Version 2
 #: lacks the solar fields (``site``, ``solar_served_by``, ``solar_basis``), version 3 the release fields
-#: (``released_by``, ``released_at``, ``release_reason``); missing fields read as None.
-READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
+#: (``released_by``, ``released_at``, ``release_reason``), version 4 the energy and expectation fields
+#: (``energy_method`` ... ``expected_from``); missing fields read as None.
+READABLE_VERSIONS = (2, 3, 4, SCHEMA_VERSION)
 
 DEFERRED = "deferred"
 RUNNING = "running"
@@ -112,6 +115,14 @@ class TaskTryRecord:
     released_by: Annotated[str | None, SHARED] = None  #: who made it run before its plan (a release or eco-mode off)
     released_at: Annotated[datetime | None, SHARED] = None  #: when that person asked
     release_reason: Annotated[str | None, SHARED] = None  #: the reason they gave
+    energy_method: Annotated[str | None, COMPLETION] = None  #: how energy_kwh was obtained, per component
+    energy_scope: Annotated[str | None, COMPLETION] = None  #: process, machine-split, device or task, per component
+    energy_breakdown_kwh: Annotated[dict[str, float] | None, COMPLETION] = None  #: IT energy per metered component
+    energy_notes: Annotated[list[str], COMPLETION] = field(default_factory=list)  #: unknown or shared components
+    pue: Annotated[float | None, COMPLETION] = None  #: facility overhead: energy_kwh is the IT energy times this
+    expected_duration_s: Annotated[float | None, SHARED] = None  #: the run time the plan expected
+    expected_energy_kwh: Annotated[float | None, SHARED] = None  #: the energy the plan expected
+    expected_from: Annotated[str | None, SHARED] = None  #: declared, history (n=...) or defaults, per quantity
     updated_at: Annotated[datetime | None, META] = None  #: when the store last wrote the row
 
     def __post_init__(self) -> None:
@@ -163,15 +174,15 @@ class TaskTryRecord:
 def _to_json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, list):
-        return list(value)
+    if isinstance(value, list | dict):
+        return type(value)(value)
     if callable(getattr(value, "item", None)):  # numpy scalars, which json.dumps refuses
         return value.item()
     return value
 
 
 def _base_type(annotation: Any) -> Any:
-    """``float`` for ``float | None``; ``list`` for ``list[str]``."""
+    """``float`` for ``float | None``; ``list`` for ``list[str]``; ``dict`` for ``dict[str, float] | None``."""
     args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return _base_type(args[0])
@@ -199,6 +210,11 @@ def _parse(kind: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise TypeError(f"expected a list of strings, got {value!r}")
         return list(value)
+    if kind is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, int | float)
+                                                  and not isinstance(v, bool) for k, v in value.items()):
+            raise TypeError(f"expected an object of numbers, got {value!r}")
+        return {k: float(v) for k, v in value.items()}
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
     return value

@@ -60,7 +60,7 @@ def _column(name: str) -> Column[Any]:
     if FIELD_PHASES[name] == "key":
         return Column(name, String(250) if kind is str else Integer, primary_key=True)
     column_type = {str: String, int: Integer, float: Float, bool: Boolean, datetime: UTCDateTime,
-                   list: JSON(none_as_null=True)}[kind]
+                   list: JSON(none_as_null=True), dict: JSON(none_as_null=True)}[kind]
     return Column(name, column_type, nullable=name not in ("state", "updated_at"))
 
 
@@ -71,6 +71,7 @@ TABLE = Table(
     *(_column(name) for name in FIELD_NAMES),
     Index("ix_carbon_task_try_state", "state"),
     Index("ix_carbon_task_try_dag_id_ready_at", "dag_id", "ready_at"),
+    Index("ix_carbon_task_try_dag_id_task_id_ended_at", "dag_id", "task_id", "ended_at"),
 )
 
 #: One row per site: the row a writer of the site's solar ledger locks, so that writers of one site take turns.
@@ -165,6 +166,26 @@ AUDIT = Table(
     Column("reason", String, nullable=True),
     Column("detail", JSON(none_as_null=True), nullable=True),
     Index("ix_carbon_audit_dag_id_at", "dag_id", "at"),
+)
+#: One row per try of a task a ``CarbonAwareSensor`` gated: the energy it drew and its emissions then and had the sensor
+#: not waited. The sensor's record claims no energy of its own; it sums these.
+GATED_ENERGY = Table(
+    "carbon_gated_energy",
+    METADATA,
+    *(_column(name) for name in KEY_FIELDS),
+    Column("sensor_task_id", String(250), nullable=False),
+    Column("sensor_map_index", Integer, nullable=False),
+    Column("sensor_try_number", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=False),
+    Column("energy_kwh", Float, nullable=False),
+    Column("energy_method", String, nullable=False),
+    Column("energy_scope", String, nullable=False),
+    Column("emissions_g", Float, nullable=True),
+    Column("baseline_emissions_g", Float, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_carbon_gated_energy_sensor", "dag_id", "run_id", "sensor_task_id", "sensor_map_index",
+          "sensor_try_number"),
 )
 
 

@@ -27,15 +27,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement, Insert
 
+from airflow_carbon.accounting.energy import metered
 from airflow_carbon.clock import utcnow
 from airflow_carbon.errors import CarbonError
 from airflow_carbon.metrics.record import (
+    COMPLETED,
+    FIELD_TYPES,
     FINISHED_STATES,
     KEY_FIELDS,
     TaskTryRecord,
     phase_fields,
 )
 from airflow_carbon.metrics.schema import TABLE
+from airflow_carbon.planning.expectation import NO_HISTORY, History
 from airflow_carbon.units import parse_instant
 
 if TYPE_CHECKING:
@@ -56,6 +60,7 @@ KEY_COLUMNS = KEY_FIELDS
 DECISION_COLUMNS = phase_fields("shared", "decision")
 #: Written by a completion only, which rewrites them.
 COMPLETION_COLUMNS = phase_fields("completion")
+LIST_FIELDS = tuple(name for name, kind in FIELD_TYPES.items() if kind is list)
 
 
 def safe_url(url: Any) -> str:
@@ -220,6 +225,26 @@ class MetricsStore:
             value = connection.execute(query).scalar_one_or_none()
         return None if value is None else parse_instant(value, naive_is_utc=True)
 
+    def history(self, dag_id: str, task_id: str, tries: int) -> History:
+        """What the last ``tries`` completed tries of a task (mapped instances pooled) ran for and drew.
+
+        Only a metered energy (``accounting.energy.METERED_METHODS``) is learned from, as IT energy: a try's
+        ``energy_kwh`` over its ``pue``.
+        """
+        if tries <= 0:
+            return NO_HISTORY
+        query = (select(TABLE.c.started_at, TABLE.c.ended_at, TABLE.c.energy_kwh, TABLE.c.pue, TABLE.c.energy_method)
+                 .where(TABLE.c.dag_id == dag_id, TABLE.c.task_id == task_id, TABLE.c.state == COMPLETED,
+                        TABLE.c.started_at.is_not(None), TABLE.c.ended_at.is_not(None))
+                 .order_by(TABLE.c.ended_at.desc()).limit(tries))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        durations_s = tuple((parse_instant(row.ended_at, naive_is_utc=True)
+                             - parse_instant(row.started_at, naive_is_utc=True)).total_seconds() for row in rows)
+        energies_kwh = tuple(row.energy_kwh / (row.pue or 1.0) for row in rows
+                             if row.energy_kwh is not None and row.energy_method and metered(row.energy_method))
+        return History(durations_s, energies_kwh)
+
     def rows(self, *, dag_id: str | None = None, task_id: str | None = None, run_id: str | None = None,
              state: str | None = None) -> list[dict[str, Any]]:
         """Rows as plain dicts (aware UTC datetimes, no failed source as ``[]``), in key order."""
@@ -236,8 +261,9 @@ class MetricsStore:
 
 
 def row_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row as the record schema reads: ``failed_sources`` a list, never NULL."""
+    """A row as the record schema reads: a list field (``failed_sources``, ``energy_notes``) a list, never NULL."""
     values = dict(row)
-    if "failed_sources" in values and values["failed_sources"] is None:
-        values["failed_sources"] = []
+    for name in LIST_FIELDS:
+        if name in values and values[name] is None:
+            values[name] = []
     return values

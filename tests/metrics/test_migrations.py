@@ -65,11 +65,14 @@ SOLAR_TABLES = ("carbon_solar_site", "carbon_solar_reservation", "carbon_solar_o
 #: What 0004 adds to every row of the task try table: nobody released it.
 RELEASE_COLUMNS = {"released_by": None, "released_at": None, "release_reason": None}
 CONTROL_TABLES = ("carbon_release", "carbon_eco_switch", "carbon_budget", "carbon_budget_alert", "carbon_audit")
+#: What 0005 adds to every row of the task try table: no energy method nor expectation (declared or assumed energy).
+ENERGY_COLUMNS = {"energy_method": None, "energy_scope": None, "energy_breakdown_kwh": None, "energy_notes": [],
+                  "pue": None, "expected_duration_s": None, "expected_energy_kwh": None, "expected_from": None}
 
 
 def upgraded(row: dict[str, Any]) -> dict[str, Any]:
     """A row of the code before migrations as the head reads it."""
-    return row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS | RELEASE_COLUMNS
+    return row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS | RELEASE_COLUMNS | ENERGY_COLUMNS
 
 
 @pytest.fixture(params=BACKENDS)
@@ -186,7 +189,8 @@ def test_a_new_store_gets_the_same_schema_from_create_all_as_from_every_revision
     with by_revisions.begin() as connection:
         command.upgrade(migrations.config(connection), "head")
     first, second = schema(created), schema(by_revisions)
-    assert set(first) == {"carbon_alembic_version", "carbon_task_try", *SOLAR_TABLES, *CONTROL_TABLES}
+    assert set(first) == {"carbon_alembic_version", "carbon_task_try", *SOLAR_TABLES, *CONTROL_TABLES,
+                           "carbon_gated_energy"}
     assert first == second
     created.dispose()
     by_revisions.dispose()
@@ -479,7 +483,8 @@ def store_at_0002(url: str) -> Engine:
         assert migrations.current_revision(connection) == "0002"
         assert "site" not in {column["name"] for column in inspect(connection).get_columns("carbon_task_try")}
         rows = [{name: value for name, value in TaskTryRecord.from_json(data).to_json().items()
-                 if name in TABLE.c and name not in SOLAR_COLUMNS | RELEASE_COLUMNS} for data in RECORDS_0002]
+                 if name in TABLE.c and name not in SOLAR_COLUMNS | RELEASE_COLUMNS | ENERGY_COLUMNS}
+                for data in RECORDS_0002]
         connection.execute(TABLE.insert(), [row | {"failed_sources": row["failed_sources"] or None,
                                                    "updated_at": "2024-06-01T12:00:00+00:00"} for row in rows])
     return engine
@@ -550,4 +555,41 @@ def test_a_store_at_0003_keeps_its_rows_and_takes_the_release_fields_and_control
                         release_reason="now"))
     [ran] = store.records(dag_id="dag_s", task_id="solar_try")
     assert (ran.released_by, ran.released_at, ran.release_reason, ran.site) == ("ann", now, "now", "roof")
+    store.close()
+
+
+def test_a_store_at_0004_keeps_its_rows_and_takes_the_energy_fields_and_gated_energy_table(url):
+    """The previous release's store (0004, with a released try) upgraded: every row reads back with no energy method
+    (its energy was declared or assumed), and a new try's measured energy and history plan are kept beside it."""
+    engine = store_at_0002(url)
+    with engine.begin() as connection:
+        command.upgrade(migrations.config(connection), "0004")
+    released = {"dag_id": "dag_r", "task_id": "evaluate", "run_id": "r7", "map_index": -1, "try_number": 1,
+                "state": "completed", "energy_kwh": 0.15, "released_by": "ann", "released_reason": None,
+                "started_at": "2024-06-01T12:00:00+00:00", "ended_at": "2024-06-01T12:30:00+00:00",
+                "ready_at": "2024-06-01T11:00:00+00:00", "updated_at": "2024-06-01T12:30:00+00:00"}
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO carbon_task_try (dag_id, task_id, run_id, map_index, try_number, state, energy_kwh, "
+            "released_by, started_at, ended_at, ready_at, updated_at) VALUES (:dag_id, :task_id, :run_id, "
+            ":map_index, :try_number, :state, :energy_kwh, :released_by, :started_at, :ended_at, :ready_at, "
+            ":updated_at)"), released)
+        before = [dict(row) for row in connection.execute(text("SELECT * FROM carbon_task_try")).mappings()]
+    assert migrations.upgrade(engine) == Upgrade("0004", migrations.head())
+    assert differences(engine) == []
+    assert "carbon_gated_energy" in inspect(engine).get_table_names()
+    store = MetricsStore.from_engine(engine)
+    rows = store.rows()
+    assert len(rows) == len(before)
+    assert all({name: row[name] for name in ENERGY_COLUMNS} == ENERGY_COLUMNS for row in rows)
+    [old] = store.records(dag_id="dag_r", task_id="evaluate")
+    assert (old.released_by, old.energy_kwh, old.energy_method) == ("ann", 0.15, None)
+
+    new = replace(old, run_id="r8", energy_kwh=0.02, energy_method="cpu=estimated-cpu-model, ram=estimated-ram-model",
+                  energy_scope="process", energy_breakdown_kwh={"cpu": 0.012, "ram": 0.008}, pue=1.0,
+                  energy_notes=["gpu:0: the device vanished"], expected_duration_s=1800.0, expected_energy_kwh=0.15,
+                  expected_from="history (n=1)", released_by=None)
+    store.write(new)
+    [read] = store.records(dag_id="dag_r", run_id="r8")
+    assert read.to_json() == replace(new, updated_at=read.updated_at).to_json()
     store.close()

@@ -83,10 +83,11 @@ def test_numpy_scalars_come_out_as_json_numbers():
     assert (data["energy_kwh"], data["emissions_g"], data["estimated"]) == (0.25, 10.0, True)
 
 
-@pytest.mark.parametrize("version", [1, 5, "3", None])
+@pytest.mark.parametrize("version", [1, 6, "3", None])
 def test_from_json_refuses_another_version(version):
     data = RECORDS[DEFERRED].to_json() | {"version": version}
-    with pytest.raises(InvalidRecordError, match=f"record version {version!r} is not one of 2, 3, {SCHEMA_VERSION}"):
+    with pytest.raises(InvalidRecordError,
+                       match=f"record version {version!r} is not one of 2, 3, 4, {SCHEMA_VERSION}"):
         TaskTryRecord.from_json(data)
 
 
@@ -99,7 +100,7 @@ def test_a_version_2_record_from_xcom_or_a_spool_file_still_loads_without_the_so
     assert record == RECORDS[state] and all(getattr(record, name) is None for name in solar)
     spooled = parse_record(json.dumps({"format": 2, "record": data}))
     assert spooled == RECORDS[state]
-    assert spooled.to_json()["version"] == SCHEMA_VERSION == 4
+    assert spooled.to_json()["version"] == SCHEMA_VERSION == 5
 
 
 @pytest.mark.parametrize("state", list(RECORDS))
@@ -110,6 +111,27 @@ def test_a_version_3_record_from_xcom_or_a_spool_file_still_loads_without_the_re
     record = TaskTryRecord.from_json(json.loads(json.dumps(data)))
     assert record == RECORDS[state] and all(getattr(record, name) is None for name in released)
     assert parse_record(json.dumps({"format": 2, "record": data})) == RECORDS[state]
+
+
+@pytest.mark.parametrize("state", list(RECORDS))
+def test_a_version_4_record_from_xcom_or_a_spool_file_still_loads_without_the_energy_fields(state):
+    """What the previous release pushed to XCom and spooled: version 4, its energy declared or assumed."""
+    energy = ("energy_method", "energy_scope", "energy_breakdown_kwh", "energy_notes", "pue", "expected_duration_s",
+              "expected_energy_kwh", "expected_from")
+    data = {name: value for name, value in RECORDS[state].to_json().items() if name not in energy} | {"version": 4}
+    record = TaskTryRecord.from_json(json.loads(json.dumps(data)))
+    assert record == RECORDS[state] and record.energy_method is None and record.energy_notes == []
+    assert parse_record(json.dumps({"format": 2, "record": data})) == RECORDS[state]
+
+
+def test_the_energy_fields_round_trip_and_a_bad_breakdown_is_named():
+    record = replace(RECORDS[COMPLETED], energy_method="gpu:0=measured-nvml, cpu=estimated-cpu-model",
+                     energy_scope="gpu:0=device, cpu=process", energy_breakdown_kwh={"gpu:0": 0.2, "cpu": 0.05},
+                     energy_notes=["gpu:0: shared with 1 other process"], pue=1.2, expected_duration_s=60.0,
+                     expected_energy_kwh=0.3, expected_from="history (n=3)")
+    assert TaskTryRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    with pytest.raises(InvalidRecordError, match="field 'energy_breakdown_kwh': expected an object of numbers"):
+        TaskTryRecord.from_json(record.to_json() | {"energy_breakdown_kwh": {"cpu": "lots"}})
 
 
 def test_the_solar_fields_round_trip_and_have_their_phases():

@@ -222,6 +222,27 @@ def test_earliest_ready_at_spans_tries_and_mapped_instances(store):
     assert store.earliest_ready_at("dag", "summarize", KEY.run_id, 7) is None
 
 
+def test_history_is_the_last_completed_tries_of_the_task_with_only_metered_energy_learned(store):
+    """Mapped instances pool; failed and waiting tries, other tasks and declared or assumed energy teach nothing."""
+    def ran(run: int, minutes: float, **changes) -> TaskTryRecord:
+        key = TaskTryKey("dag", "summarize", f"r{run}", map_index=changes.pop("map_index", -1))
+        start = T0 + run * HOUR
+        return completion(key, started_at=start, ended_at=start + timedelta(minutes=minutes), **changes)
+
+    store.write(ran(0, 40, energy_kwh=9.0, energy_method="declared"))  # the oldest: beyond the last three
+    store.write(ran(2, 10, energy_kwh=0.02, pue=2.0, energy_method="cpu=estimated-cpu-model, ram=estimated-ram-model"))
+    store.write(ran(3, 20, energy_kwh=0.5, energy_method="assumed-power-x-time", map_index=0))
+    store.write(ran(4, 30, energy_kwh=0.03, pue=1.0, energy_method="measured-nvml", map_index=1))
+    store.write(ran(5, 1, state=FAILED, energy_method="measured-nvml"))
+    store.write(decision(TaskTryKey("dag", "summarize", "r6")))
+    store.write(completion(TaskTryKey("dag", "other_task", "r7"), energy_method="measured-nvml"))
+    history = store.history("dag", "summarize", 3)
+    assert history.durations_s == (1800.0, 1200.0, 600.0)
+    assert history.energies_kwh == (0.03, 0.01)  # IT energy: 0.02 kWh at PUE 2
+    assert store.history("dag", "summarize", 0).durations_s == ()
+    assert store.history("dag", "nobody", 10).durations_s == ()
+
+
 def test_rows_filter_by_dag_task_run_and_state(sqlite_store):
     for key in (TaskTryKey("a", "t1", "r1"), TaskTryKey("a", "t2", "r1"), TaskTryKey("a", "t1", "r2"),
                 TaskTryKey("b", "t1", "r1")):
