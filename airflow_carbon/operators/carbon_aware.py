@@ -44,6 +44,9 @@ WORK_RESUME_METHOD = "carbon_resume_work"
 #: carbon event. XCom, not the deferral's kwargs: Airflow keeps a try's XComs across its deferrals,
 #: while ``dags test`` drops the kwargs when the trigger fires and a trigger timeout replaces them.
 WORK_XCOM_KEY = "carbon_work"
+#: The note of a try whose work deferred itself: its energy is not metered.
+UNMETERED_DEFERRAL = ("the work deferred itself to its own trigger; what it drew there and in what it waited on "
+                      "was not metered, so its energy is the declared or assumed figure")
 
 
 class CarbonAwareMixin:
@@ -96,28 +99,44 @@ class CarbonAwareMixin:
         """Go on with the work on the carbon decision and start it deferred with, so ready time and deadline hold."""
         event = CarbonEvent.from_json(self.task_id, work["event"])
         return self._carbon_work(context, CarbonTaskRun.resume(self, context, event), event,
-                                 parse_instant(work["started_at"]), resume)
+                                 parse_instant(work["started_at"]), resume, metered=False)
 
     def _carbon_work(self, context: Any, run: CarbonTaskRun, event: CarbonEvent, started_at: datetime,
-                     work: Callable[[], Any]) -> Any:
-        """Run (or resume) the work and record the try when it ends, whether it succeeded or failed."""
+                     work: Callable[[], Any], *, metered: bool = True) -> Any:
+        """Run (or resume) the work under its meters and record the try when it ends, whether it succeeded or failed.
+
+        ``metered`` is false for work resumed from its own deferral: what it drew elsewhere (in the triggerer, in the
+        service it waited on) no meter here saw, so its energy is the declared or assumed figure, and says so.
+        """
         event = run.begin(event, started_at)
+        metering = run.meter() if metered else None
+        notes = () if metered else (UNMETERED_DEFERRAL,)
+
+        def finish(**kwargs: Any) -> None:
+            ended_at = utcnow()
+            energy = run.energy(metering, started_at, ended_at, notes)
+            run.finish(context, event, started_at, ended_at, energy=energy, **kwargs)
+
         try:
             result = work()
         except TaskDeferred as deferral:
+            if metering is not None:
+                metering.stop()
             raise self._carbon_defer_work(context, deferral, event, started_at) from None
         except AirflowRescheduleException:  # a sensor in reschedule mode: the try goes on later
+            if metering is not None:
+                metering.stop()
             raise
         except AirflowSkipException:  # the work ended and chose to skip: not a failure
-            run.finish(context, event, started_at, utcnow())
+            finish()
             raise
         except (Exception, AirflowTaskTimeout):
             try:
-                run.finish(context, event, started_at, utcnow(), failed=True)
+                finish(failed=True)
             except Exception:  # the work's own error is the one to show
                 log.exception("carbon: the failed try of %r could not be recorded", self.task_id)
             raise
-        run.finish(context, event, started_at, utcnow())
+        finish()
         return result
 
     def _carbon_defer_work(self, context: Any, deferral: TaskDeferred, event: CarbonEvent,

@@ -14,15 +14,18 @@ from typing import Any
 
 from airflow_carbon import stats
 from airflow_carbon.accounting import account
+from airflow_carbon.accounting.energy import Energy, energy_of
 from airflow_carbon.accounting.record import solar_used_kwh
 from airflow_carbon.clock import utcnow
 from airflow_carbon.hooks import site as site_solar
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.hooks.site import SolarSite
 from airflow_carbon.hooks.sources import load_first, open_source
+from airflow_carbon.meters import Metering
 from airflow_carbon.metrics import control
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, FAILED, RUNNING, TaskTryKey, TaskTryRecord
 from airflow_carbon.planning import Job, PolicySettings, decide, stricter
+from airflow_carbon.planning.expectation import NO_HISTORY, expect
 from airflow_carbon.settings import CALLBACK_PARSERS, CarbonSettings, CarbonSettingsError, resolve
 from airflow_carbon.signals.series import SignalDataError
 from airflow_carbon.signals.source import Reading, SourceError, SourceRef
@@ -111,12 +114,14 @@ class CarbonTaskRun:
     planning: tuple[str, PolicySettings] | None = None
 
     @classmethod
-    def start(cls, task: Any, context: Any, settings: CarbonSettings) -> CarbonTaskRun:
+    def start(cls, task: Any, context: Any, settings: CarbonSettings, *, learn: bool = True) -> CarbonTaskRun:
         """The deadline is the moment the task first became ready plus ``max_delay``: retries never extend it.
 
-        The first try's ready time comes from the store (or this host's spool while the store is down).
+        The first try's ready time comes from the store (or this host's spool while the store is down). ``learn``:
+        what the task does not declare of its duration and energy comes from its earlier tries.
         """
         key = task_try_key(context)
+        settings = with_expectation(task.task_id, key, settings, learn)
         earlier = _first_ready_at(settings, key)
         ready_at = earlier or utcnow()
         deadline = settings.deadline or ready_at + settings.max_delay
@@ -234,6 +239,20 @@ class CarbonTaskRun:
                                       self.job.power_kw, event.solar_forecast)
         return replace(event, failed_sources=(*event.failed_sources, *failures)) if failures else event
 
+    def meter(self) -> Metering:
+        """The meters of the work, started: what ``energy_meter`` asks for and this machine has."""
+        return Metering.start(self.settings.energy_meter, self.task_id)
+
+    def energy(self, metering: Metering | None, started_at: datetime, ended_at: datetime,
+               notes: tuple[str, ...] = ()) -> Energy:
+        """The try's energy: what its meters read (stopping them), else what it declared or is assumed to draw."""
+        components, meter_notes = metering.stop() if metering is not None else ((), ())
+        settings = self.settings
+        return energy_of(components, run_s=(ended_at - started_at).total_seconds(), pue=settings.pue,
+                         energy_kwh=settings.energy_kwh, power_kw=settings.power_kw,
+                         assumed_power_kw=settings.assumed_power_kw, notes=(*meter_notes, *notes),
+                         prefer_declared=settings.energy_meter == "auto")
+
     def _record(self, event: CarbonEvent, state: str, **values: Any) -> TaskTryRecord:
         decision, override = event.decision, event.override
         if override is not None:
@@ -245,7 +264,9 @@ class CarbonTaskRun:
             failed_sources=list(event.failed_sources), policy=self.settings.policy, reason=event.reason,
             ready_at=self.ready_at, deadline=self.deadline, decided_at=decision.now, planned_start=decision.start,
             expected_emissions_now_g=decision.expected_emissions_now_g,
-            expected_emissions_at_start_g=decision.expected_emissions_at_start_g, **values)
+            expected_emissions_at_start_g=decision.expected_emissions_at_start_g,
+            expected_duration_s=self.settings.expected_duration.total_seconds(),
+            expected_energy_kwh=self.job.energy_kwh, expected_from=self.settings.expected_from, **values)
 
     def write_decision(self, event: CarbonEvent) -> None:
         """A ``deferred`` row shows the waiting task; a ``running`` one keeps its ready time for retries.
@@ -260,26 +281,30 @@ class CarbonTaskRun:
             decision = event.decision
             saving = decision.expected_saving_g
             log.info("carbon: task %r defers (%s): planned start %s%s; its trigger re-plans at each refresh (every "
-                     "%s) and it runs by its deadline %s at the latest", self.task_id, decision.reason,
+                     "%s) and it runs by its deadline %s at the latest; planned on a run of %s drawing %.4f kWh "
+                     "(expected from %s)", self.task_id, decision.reason,
                      decision.start.isoformat(timespec="seconds"),
                      f", expected to save {saving:.1f} g of CO2e" if saving is not None else "",
-                     self.settings.refresh_interval, self.deadline.isoformat(timespec="seconds"))
+                     self.settings.refresh_interval, self.deadline.isoformat(timespec="seconds"),
+                     self.job.duration, self.job.energy_kwh, self.settings.expected_from)
 
     def finish(self, context: Any, event: CarbonEvent, started_at: datetime, ended_at: datetime, *,
-               estimated: bool = False, failed: bool = False) -> TaskTryRecord:
+               energy: Energy | None = None, estimated: bool = False, failed: bool = False) -> TaskTryRecord:
         """Account the interval the work really ran, push it to XCom under ``carbon`` and to the store.
 
+        ``energy``: what the work drew, and how that is known; None: what it declared, else the assumed power.
         ``failed``: the work raised; its energy was still drawn, so the try is recorded as ``failed``.
         """
         settings = self.settings
-        if settings.energy_kwh is not None:
-            energy_kwh = settings.energy_kwh
-        else:
-            energy_kwh = settings.power_draw_kw * (ended_at - started_at).total_seconds() / 3600.0
+        energy = energy or self.energy(None, started_at, ended_at)
+        energy_kwh = energy.energy_kwh
         history = max(ended_at - self.ready_at, timedelta(0)) + timedelta(hours=1)
         reading = load_first(self.sources, ended_at, history)
         completion: dict[str, Any] = {"started_at": started_at, "ended_at": ended_at, "energy_kwh": energy_kwh,
-                                      "delay_s": (started_at - self.ready_at).total_seconds()}
+                                      "delay_s": (started_at - self.ready_at).total_seconds(),
+                                      "energy_method": energy.method, "energy_scope": energy.scope,
+                                      "energy_breakdown_kwh": energy.breakdown_kwh or None,
+                                      "energy_notes": list(energy.notes), "pue": energy.pue}
         solar = self._claim_solar(event, started_at, ended_at, energy_kwh)
         solar_kwh = solar_used_kwh(solar.used, energy_kwh, started_at, ended_at)
         completion |= {"solar_kwh": solar_kwh, "grid_kwh": energy_kwh - solar_kwh, "solar_basis": solar.basis}
@@ -298,7 +323,7 @@ class CarbonTaskRun:
                 job_id=job_id, policy=settings.policy, reason=event.reason,
                 ready_at=self.ready_at, deadline=self.deadline, started_at=started_at, ended_at=ended_at,
                 energy_kwh=energy_kwh, intensity=reading.series, solar=solar.used, baseline=baseline,
-                estimated=(estimated or not settings.energy_declared
+                estimated=(estimated or energy.estimated
                            or (solar.used is not None and (solar.basis != "measured" or solar.baseline is None))))
             completion |= {name: getattr(accounted, name) for name in (
                 "solar_kwh", "grid_kwh", "intensity_g_per_kwh", "baseline_intensity_g_per_kwh", "emissions_g",
@@ -354,6 +379,23 @@ class CarbonTaskRun:
         hours = max((ended_at - started_at).total_seconds(), 1.0) / 3600.0
         return site_solar.claim(self.solar, self.key, self.ready_at, started_at, ended_at, energy_kwh / hours,
                                 event.solar_forecast)
+
+
+def with_expectation(task_id: str, key: TaskTryKey, settings: CarbonSettings, learn: bool) -> CarbonSettings:
+    """The settings with what the task does not declare of its duration and energy learned from its last completed
+    tries (``history_tries`` of them), and where each came from; a store that cannot be read teaches nothing."""
+    history = NO_HISTORY
+    if learn and settings.history_tries and not (settings.duration_declared and settings.energy_declared):
+        try:
+            history = CarbonMetricsHook(settings.metrics_conn_id).get_store().history(
+                key.dag_id, key.task_id, settings.history_tries)
+        except Exception as error:
+            log.warning("carbon: task %r cannot read its earlier tries from the metrics store (%s: %s); it plans on "
+                        "the defaults", task_id, type(error).__name__, error)
+    expectation = expect(history, duration_declared=settings.duration_declared,
+                         energy_declared=settings.energy_declared)
+    return replace(settings, expected_duration=expectation.duration or settings.expected_duration,
+                   history_energy_kwh=expectation.energy_kwh, expected_from=expectation.expected_from)
 
 
 def budget_callbacks(task: Any) -> tuple[Any, ...]:

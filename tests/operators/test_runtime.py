@@ -97,7 +97,9 @@ def test_the_record_goes_to_xcom_and_the_store_with_every_field(env):
     assert record.energy_kwh == pytest.approx(0.25) and record.state == COMPLETED
     assert record.intensity_g_per_kwh == pytest.approx(400) and record.emissions_g == pytest.approx(100)
     assert record.source == record.served_by == "conn:signal" and record.failed_sources == []
-    assert not record.estimated  # declared power, a measured interval, a file that covers it
+    assert record.estimated and record.energy_method == "power-x-time"  # declared power: not measured
+    assert (record.energy_scope, record.pue, record.expected_from) == ("task", 1.0, "duration: defaults (no history); "
+                                                                                     "energy: declared")
     [row] = stored()
     assert row.state == COMPLETED and row.emissions_g == pytest.approx(100)
 
