@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_carbon.accounting.energy import Component, Meter
-from airflow_carbon.meters.cpu import CodecarbonMeter, warm_up
+from airflow_carbon.meters.cpu import CodecarbonMeter
 from airflow_carbon.meters.gpu import NothingToMeter, NvmlMeter
 
-__all__ = ["CodecarbonMeter", "Metering", "NvmlMeter", "warm_up"]
+__all__ = ["CodecarbonMeter", "Metering", "NvmlMeter"]
 
 log = logging.getLogger(__name__)
 

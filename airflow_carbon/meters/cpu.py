@@ -49,8 +49,6 @@ _RAPL_COUNTERS = "/sys/class/powercap/intel-rapl*/energy_uj"
 
 #: How long to wait for each timer thread to end once cancelled (it ends at once unless its callback is running).
 _TIMER_JOIN_S = 1.0
-_warm_up_lock = threading.Lock()
-_warmed_up = False
 
 
 def _tracker() -> Any:
@@ -111,28 +109,6 @@ def _timer_of(thread: threading.Thread, tracker: Any) -> bool:
     scheduler = getattr(getattr(thread, "function", None), "__self__", None)
     return isinstance(thread, threading.Timer) and getattr(getattr(scheduler, "function", None), "__self__",
                                                            None) is tracker
-
-
-def warm_up() -> None:
-    """Pay codecarbon's first start (its hardware probe, about 1.5 s) once per process, before any task's work.
-
-    Later trackers reuse the probe, so a task's meter starts in milliseconds. Never raises; a no-op without the
-    ``[energy]`` extra.
-    """
-    global _warmed_up
-    with _warm_up_lock:
-        if _warmed_up:
-            return
-        try:
-            tracker = _tracker()
-            tracker.start()
-            _stop(tracker)
-        except ImportError:
-            return
-        except Exception as error:  # the meter of each task will say what fails; the warm-up only saves time
-            log.warning("carbon: codecarbon's warm-up failed (%s); the first task's meter pays its start", error)
-            return
-        _warmed_up = True
 
 
 def rapl_readable() -> bool:

@@ -16,7 +16,7 @@ from airflow_carbon.accounting.energy import (
     PROCESS,
     energy_of,
 )
-from airflow_carbon.meters import Metering, cpu, warm_up
+from airflow_carbon.meters import Metering, cpu
 
 EXTRA_MISSING = ("the extra airflow-carbon[energy] is not installed (no codecarbon, nvidia-ml-py): the energy comes "
                  "from what is declared")
@@ -96,22 +96,6 @@ def test_declared_meters_nothing_and_says_nothing():
 def test_an_unknown_meter_is_noted_not_raised(caplog):
     components, notes = Metering.start("joulemeter", "t").stop()
     assert components == () and notes == ("unknown energy_meter 'joulemeter': nothing metered",)
-
-
-def test_warm_up_is_a_silent_no_op_without_codecarbon(monkeypatch):
-    monkeypatch.setitem(sys.modules, "codecarbon", None)
-    monkeypatch.setattr(cpu, "_warmed_up", False)
-    assert warm_up() is None
-    assert cpu._warmed_up is False
-
-
-def test_warm_up_pays_the_first_start_once_and_leaves_no_thread(monkeypatch):
-    pytest.importorskip("codecarbon")
-    monkeypatch.setattr(cpu, "_warmed_up", False)
-    threads_before = set(threading.enumerate())
-    warm_up()
-    assert cpu._warmed_up is True
-    assert set(threading.enumerate()) - threads_before == set()
 
 
 def test_a_rapl_figure_is_split_by_the_process_share_of_the_machines_busy_cpu_time(monkeypatch, tmp_path):
