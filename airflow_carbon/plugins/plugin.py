@@ -17,6 +17,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from airflow_carbon.links import URL_PREFIX, CarbonDecisionLink
 from airflow_carbon.plugins.app import app
+from airflow_carbon.plugins.gated import listener as gated_energy_listener
 
 NAV_VIEW = {"name": "Carbon", "href": "carbon/", "destination": "nav", "url_route": "carbon",
             "nav_top_level": True}
@@ -52,3 +53,4 @@ class CarbonPlugin(AirflowPlugin):
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Carbon"}]  # noqa: RUF012
     external_views = [NAV_VIEW, DAG_VIEW, TASK_INSTANCE_VIEW]  # noqa: RUF012
     operator_extra_links = [ServerCarbonDecisionLink()]  # noqa: RUF012
+    listeners = [gated_energy_listener]  # noqa: RUF012

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from airflow_carbon.accounting.energy import gated
 from airflow_carbon.clock import utcnow
 from airflow_carbon.links import CarbonDecisionLink
 from airflow_carbon.operators.runtime import CarbonTaskRun, resolve_settings
@@ -17,9 +18,9 @@ from airflow_carbon.triggers.event import CarbonEvent
 class CarbonAwareSensor(BaseSensorOperator):
     """Succeed when the grid is clean enough for the work downstream, or at its deadline.
 
-    Its ``carbon`` record accounts the downstream work as declared (``energy_kwh`` or
-    ``power_kw`` over ``expected_duration`` from when the sensor succeeded) and is
-    marked estimated, since the sensor does not see that work run.
+    It plans for the downstream work as declared (``energy_kwh``, or ``power_kw`` over ``expected_duration``).
+    Its ``carbon`` record claims no energy of its own (``energy_method`` ``none``): each task it let run adds the
+    energy it drew, metered in its own process, to the record as it finishes (see ``plugins/gated.py``).
 
     :param max_delay: how long after the sensor became ready the work may wait.
     :param deadline: an absolute, templated deadline instead of ``max_delay``.
@@ -108,7 +109,7 @@ class CarbonAwareSensor(BaseSensorOperator):
 
     def _carbon_run(self, context: Any) -> CarbonTaskRun:
         if self._carbon is None:
-            self._carbon = CarbonTaskRun.start(self, context, resolve_settings(self))
+            self._carbon = CarbonTaskRun.start(self, context, resolve_settings(self), learn=False)
         return self._carbon
 
     def execute(self, context: Any) -> None:
@@ -137,6 +138,6 @@ class CarbonAwareSensor(BaseSensorOperator):
     def _finish(self, context: Any, run: CarbonTaskRun, event: CarbonEvent | None) -> None:
         if event is None:  # poked to success without a decision in this process: plan once more for the record
             event = run.decide_now()
-        started_at = utcnow()
-        event = run.begin(event, started_at)
-        run.finish(context, event, started_at, started_at + run.settings.expected_duration, estimated=True)
+        succeeded_at = utcnow()
+        event = run.begin(event, succeeded_at)
+        run.finish(context, event, succeeded_at, succeeded_at, energy=gated(run.settings.pue), estimated=True)

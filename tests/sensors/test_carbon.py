@@ -115,6 +115,18 @@ def run_dag(dag, tmp_path: Path) -> tuple[TaskTryRecord, TaskTryRecord]:
     return pulled, row
 
 
+#: What the store's row of a sensor gains from the task it gated when that task finishes, after the sensor's XCom.
+GATED_FIELDS = ("energy_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g", "energy_method",
+                "energy_breakdown_kwh", "updated_at")
+
+
+def assert_gated(record: TaskTryRecord, row: TaskTryRecord) -> None:
+    """The store's row is the sensor's XCom record plus the energy of the downstream task, metered as it ran."""
+    assert row == replace(record, **{name: getattr(row, name) for name in GATED_FIELDS})
+    assert row.energy_method.startswith("gated: ") and row.energy_kwh > 0
+    assert list(row.energy_breakdown_kwh) == ["downstream"]
+
+
 @pytest.mark.parametrize("dag_id", ["sensor_deferrable", "sensor_poke", "sensor_reschedule"])
 def test_the_sensor_waits_for_the_green_window_and_records_the_work_it_gated(dags, server, tmp_path, dag_id):
     server.green_window(after_first_request_s=GREEN_AFTER_S)
@@ -128,11 +140,14 @@ def test_the_sensor_waits_for_the_green_window_and_records_the_work_it_gated(dag
     # The ready time is from before the first read (each reschedule reads it back); the deadline is kept from it.
     assert record.ready_at <= first_read and record.deadline == record.ready_at + timedelta(hours=1)
     assert record.started_at >= green_at  # the first clean point of the forecast is at or after it
-    # The work downstream, as declared: 1 kWh over 30 min at the clean intensity; the sensor does not see it run.
-    assert record.energy_kwh == 1.0 and record.ended_at - record.started_at == timedelta(minutes=30)
-    assert record.intensity_g_per_kwh == pytest.approx(300 * LBS_PER_MWH_IN_G_PER_KWH) and record.estimated
-    assert record.saved_g > 0 and record.emissions_g == pytest.approx(record.intensity_g_per_kwh)
-    assert row == replace(record, updated_at=row.updated_at)  # the store stamps when it wrote the row
+    # It planned on the work downstream as declared (1 kWh over 30 min), but claims no energy of its own: the tasks
+    # it gates add theirs as they finish; nothing ends in the future.
+    assert (record.expected_energy_kwh, record.expected_duration_s, record.expected_from) == (1.0, 1800.0, "declared")
+    assert record.energy_kwh == 0.0 and record.ended_at == record.started_at
+    assert (record.energy_method, record.energy_scope) == ("none", "gated") and record.estimated
+    assert record.intensity_g_per_kwh == pytest.approx(300 * LBS_PER_MWH_IN_G_PER_KWH)
+    assert record.emissions_g == record.saved_g == 0.0
+    assert_gated(record, row)
 
 
 def test_a_rescheduled_sensor_keeps_its_first_pokes_deadline_and_runs_at_it(dags, server, tmp_path):
@@ -146,7 +161,7 @@ def test_a_rescheduled_sensor_keeps_its_first_pokes_deadline_and_runs_at_it(dags
     assert record.served_by is None and record.emissions_g is None and record.estimated
     assert all(failure.startswith("conn:wt: ") for failure in record.failed_sources)
     assert "HTTP 500" in record.failed_sources[-1]  # the read for the record, after the work, is not bounded
-    assert row == replace(record, updated_at=row.updated_at)
+    assert_gated(record, row)
 
 
 # ------------------------------------------------------------------------------------------ at parse time
