@@ -15,6 +15,6 @@ COPY --chown=airflow:0 airflow_carbon /tmp/airflow-carbon/airflow_carbon
 
 # As the image's docs say for extending it: name apache-airflow at the image's own version, so pip cannot
 # upgrade or downgrade it, and install within the constraints the image was built with.
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/tmp/airflow-carbon[celery,plots]" \
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/tmp/airflow-carbon[celery,plots,energy,examples]" \
         --constraint "${HOME}/constraints.txt" \
     && rm -rf /tmp/airflow-carbon

@@ -283,6 +283,8 @@ def test_the_dockerfile_installs_the_package_without_moving_airflow():
     command = install.group(1)
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in command
     assert "--no-cache-dir" in command and '--constraint "${HOME}/constraints.txt"' in command
+    # the meters and the examples' inference run in the image's workers
+    assert '"/tmp/airflow-carbon[celery,plots,energy,examples]"' in command
     copied = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+?)\s+\S+$", dockerfile, re.MULTILINE)
     sources = {source for line in copied for source in line.split()}
     assert {"setup.cfg", "pyproject.toml", "README.md", "airflow_carbon"} <= sources

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from airflow_carbon.metrics import MetricsStore, TaskTryKey
+from airflow_carbon.metrics import MetricsStore, TaskTryKey, TaskTryRecord
 from airflow_carbon.signals.bundled import bundled_path
 from tests.metrics.seeds import decide, seed_history
 
@@ -249,6 +250,21 @@ def test_decision_of_one_task_instance(airflow_api, client):
     assert row["airflow_state"] is None  # no such task instance in Airflow's database
     missing = client.get("/carbon/api/decision/dag_a/r1/nothing", headers=headers)
     assert missing.status_code == 404 and "'nothing'" in missing.json()["detail"]
+
+
+def test_a_decision_says_how_its_energy_was_obtained_and_what_was_expected(airflow_api, client):
+    key = TaskTryKey("dag_a", "evaluate", "r_energy")
+    started = datetime(2024, 6, 1, 10, tzinfo=UTC)
+    energy = {"energy_method": "cpu=measured-rapl, gpu:0=measured-nvml", "energy_scope": "cpu=machine-split, "
+              "gpu:0=device", "energy_breakdown_kwh": {"cpu": 0.25, "gpu:0": 0.75}, "pue": 1.2,
+              "energy_notes": ["gpu:0: shared with another process"], "expected_duration_s": 1800.0,
+              "expected_energy_kwh": 1.5, "expected_from": "history (n=3)"}
+    airflow_api["store"].write(TaskTryRecord(
+        **asdict(key), state="completed", region="DE", source="bundled:DE", policy="forecast", reason="immediate",
+        ready_at=started, deadline=started + 4 * H, started_at=started, ended_at=started + H, energy_kwh=1.2,
+        **energy))
+    [row] = client.get("/carbon/api/decision/dag_a/r_energy/evaluate", headers=as_user(airflow_api, "admin")).json()
+    assert {name: row[name] for name in energy} == energy
 
 
 def test_a_user_sees_only_the_dags_they_may_read(airflow_api, client):

@@ -46,6 +46,13 @@ TOKEN = "page-test-token"
 XSS_TASK = "<script>alert(1)"
 REPLAYED_RUN = "replayed_run"
 WAITING_RUN = "waiting_run"
+#: A run whose completed try was recorded before records said how their energy was obtained (those fields NULL).
+OLD_RUN = "recorded_before_energy_methods"
+#: How the stub's completed try obtained its energy, and what its plan expected (learned from three earlier tries).
+ENERGY_FIELDS = {"energy_method": "cpu=estimated-cpu-model, ram=estimated-ram-model", "energy_scope": "process",
+                 "energy_breakdown_kwh": {"cpu": 0.0004, "ram": 0.00005}, "pue": 1.2,
+                 "energy_notes": ["cpu: codecarbon's constant 4 W per thread: the CPU model is not in its table"],
+                 "expected_duration_s": 600.0, "expected_energy_kwh": 0.0006, "expected_from": "history (n=3)"}
 #: What the stub's release route was asked, in order.
 RELEASES: list[dict[str, Any]] = []
 PAGES = ["/", "/dag/translate_docs", "/task/translate_docs/scheduled__2025-03-01T00:00:00+00:00/translate?map_index=-1",
@@ -221,6 +228,8 @@ def stub_api(*, empty: bool = False) -> APIRouter:
                   "expected_emissions_at_start_g": 8.2}
         common |= {"airflow_state": "success", "airflow_try_number": 2}  # Airflow's task instance now
         retry = first | common | {"try_number": 2, "state": "completed", "failed_sources": ["watttime: GET /v3: 503"]}
+        if run_id != OLD_RUN:  # 12 minutes, 0.00054 kWh: 0.00045 kWh of IT energy times a PUE of 1.2
+            retry |= ENERGY_FIELDS | {"energy_kwh": 0.00054}
         deferred = first | common | {"state": "deferred", "started_at": None, "ended_at": None}
         if run_id == REPLAYED_RUN:  # try 1 planned on the bundled data replayed onto today, try 2 on a live source
             deferred["signal"], retry["signal"] = "replay of /data/de_ci.csv", "electricitymaps:DE"
@@ -629,6 +638,23 @@ def test_the_decision_page_marks_a_try_that_planned_on_replayed_data(live_url):
     assert re.search(r"<dt>Signal</dt><dd[^>]*>replay of /data/de_ci.csv</dd>", tries["1"])
     assert "replayed data" not in tries["2"]
     assert re.search(r"<dt>Signal</dt><dd[^>]*>electricitymaps:DE</dd>", tries["2"])
+
+
+def test_a_finished_try_shows_expected_beside_measured_and_how_its_energy_was_obtained(live_url):
+    dom = dump_dom(f"{live_url}/task/translate_docs/run_1/translate?map_index=-1")
+    table = re.search(r'<div class="expected-measured">.*?</table>', dom, re.S).group(0)
+    assert "Expected from: history (n=3)" in table
+    cells = [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", table, re.S)]
+    assert cells == ["Duration", "10 min", "12 min", "+20.0 %", "Energy", "0.6 Wh", "0.5 Wh", "-10.0 %"], cells
+    assert re.search(r"<dt>Method</dt><dd[^>]*>cpu=estimated-cpu-model, ram=estimated-ram-model</dd>", dom)
+    assert re.search(r"<dt>Scope</dt><dd[^>]*>process</dd>", dom)
+    assert re.search(r"<dt>PUE</dt><dd[^>]*>1.2 \(the IT energy times this\)</dd>", dom)
+    assert "<li>cpu: 0.4 Wh</li><li>ram: 50 mWh</li>" in dom
+    assert "codecarbon's constant 4 W per thread" in dom
+
+    dom = dump_dom(f"{live_url}/task/translate_docs/{OLD_RUN}/translate?map_index=-1")
+    assert re.search(r"<dt>Method</dt><dd[^>]*>declared or assumed \(recorded before energy methods\)</dd>", dom)
+    assert "Expected from: not recorded (recorded before expectations)" in dom
 
 
 def test_a_decision_whose_latest_try_waits_offers_run_now(live_url):

@@ -208,8 +208,10 @@ export function grams(g) {
   return `${sig(g)} g`;
 }
 
+/** Energy: "1.2 kWh", "540 Wh", "0.5 Wh", and "7.85 mWh" for a task that runs for seconds. */
 export function kwh(value) {
   if (!isNum(value)) return NA;
+  if (value !== 0 && Math.abs(value) < 1e-4) return `${sig(value * 1e6)} mWh`;
   if (Math.abs(value) < 1 && value !== 0) return `${fixed(value * 1000, Math.abs(value) < 0.01 ? 1 : 0)} Wh`;
   return `${sig(value)} kWh`;
 }

@@ -2,7 +2,7 @@
 
 import {
   airflowStateText, api, clear, duration, el, empty, errorBox, getJSON, grams, intensity, isNum, isWaiting, kwh,
-  parseTime, pct, reasonText, releaseControl, replayedBadge, segment, signalCaveats, text, time,
+  parseTime, pct, reasonText, releaseControl, replayedBadge, segment, signalCaveats, table, text, time,
 } from "./common.js";
 import { intensityChart, showEmpty } from "./charts.js";
 
@@ -85,6 +85,86 @@ function record(row) {
     ));
 }
 
+/** A row written before records said how their energy was obtained: it was the declared figure or the assumed power. */
+const BEFORE_METHODS = "declared or assumed (recorded before energy methods)";
+
+/** Whether a meter read the energy (a counter or codecarbon's estimate from the load), for some component. */
+const isMetered = (method) => /\b(measured|estimated)-/.test(String(method || ""));
+
+function notMetered(method) {
+  if (!method) return "declared or assumed, not metered";
+  return method === "none" ? "none of its own" : `${method}, not metered`;
+}
+
+function runSeconds(row) {
+  const started = parseTime(row.started_at);
+  const ended = parseTime(row.ended_at);
+  return started === null || ended === null ? null : (ended - started) / 1000;
+}
+
+/** "+12.0 %" or "-58.3 %": how far the measured figure lies from the expected one. */
+function offBy(expected, measured) {
+  if (!isNum(expected) || !isNum(measured) || expected <= 0) return "–";
+  const change = (100 * (measured - expected)) / expected;
+  return change > 0 ? `+${pct(change)}` : pct(change);
+}
+
+/** The plan's expectation beside what the try really took, with where the expectation came from. */
+function expectedVsMeasured(row) {
+  const gated = row.energy_scope === "gated"; // a sensor's record: the work it let run took its time elsewhere
+  const measuredS = gated ? null : runSeconds(row);
+  const rows = [
+    { what: "Duration", expected: duration(row.expected_duration_s),
+      measured: gated ? "– (the tasks it let run)" : duration(measuredS),
+      off: offBy(row.expected_duration_s, measuredS), title: "ended_at − started_at" },
+    { what: "Energy", expected: kwh(row.expected_energy_kwh),
+      measured: isMetered(row.energy_method) ? kwh(row.energy_kwh)
+        : `${kwh(row.energy_kwh)} (${notMetered(row.energy_method)})`,
+      off: offBy(row.expected_energy_kwh, row.energy_kwh), title: "energy_kwh, PUE included" },
+  ];
+  const from = row.expected_from ? String(row.expected_from)
+    : row.energy_method ? "not recorded" : "not recorded (recorded before expectations)";
+  return el("div", { class: "expected-measured" },
+    el("div", { class: "section-label" }, "Expected and measured"),
+    table([
+      { label: "", value: (r) => r.what },
+      { label: "Expected", num: true, value: (r) => r.expected },
+      { label: "Measured", num: true, value: (r) => r.measured, title: (r) => r.title },
+      { label: "Difference", num: true, value: (r) => r.off },
+    ], rows, { caption: `Expected from: ${from}`, stack: false }));
+}
+
+function pueText(pue) {
+  if (!isNum(pue)) return "–";
+  return pue === 1 ? "1 (IT energy only)" : `${pue} (the IT energy times this)`;
+}
+
+/** How the try's energy was obtained: the method and scope of each component, the PUE, the breakdown, the notes. */
+function energySource(row) {
+  if (!row.energy_method) {
+    return el("div", { class: "energy-source" },
+      el("div", { class: "section-label" }, "How the energy was obtained"),
+      el("dl", { class: "facts" }, fact("Method", BEFORE_METHODS, "this try was recorded before records said how")));
+  }
+  const breakdown = row.energy_breakdown_kwh && typeof row.energy_breakdown_kwh === "object"
+    ? Object.entries(row.energy_breakdown_kwh) : [];
+  const notes = Array.isArray(row.energy_notes) ? row.energy_notes : [];
+  return el("div", { class: "energy-source" },
+    el("div", { class: "section-label" }, "How the energy was obtained"),
+    el("dl", { class: "facts" },
+      fact("Method", text(row.energy_method), "per component when they differ"),
+      fact("Scope", text(row.energy_scope),
+        "process: its own work; machine-split: a machine counter split by CPU-time share; device: whole GPUs; "
+        + "task: a declared or assumed figure; gated: the tasks a sensor let run"),
+      fact("PUE", pueText(row.pue), "the facility's overhead on the IT energy"),
+      fact("Per component (IT energy)", breakdown.length
+        ? el("ul", {}, breakdown.map(([name, value]) => el("li", {}, `${name}: ${kwh(value)}`)))
+        : "–"),
+    ),
+    notes.length ? el("ul", { class: "energy-notes small muted" }, notes.map((note) => el("li", {}, String(note))))
+      : null);
+}
+
 /** The store keeps a try deferred that Airflow moved on (marked, cleared, queued, deleted): it is not waiting. */
 const isStale = (row) => row.state === "deferred" && !isWaiting(row);
 
@@ -130,7 +210,8 @@ function tryPanel(row, index) {
           "the task instance's state in Airflow's own database, and its try when not this one") : null,
       ),
       compare(row.expected_emissions_now_g, row.expected_emissions_at_start_g),
-      completed ? record(row) : el("p", { class: "muted" }, "The record appears here once this try has run."),
+      completed ? [record(row), expectedVsMeasured(row), energySource(row)]
+        : el("p", { class: "muted" }, "The record appears here once this try has run."),
     ));
 }
 
