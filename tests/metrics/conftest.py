@@ -1,4 +1,5 @@
-"""A real PostgreSQL (Debian's, run as this test's own process) for the store's tests on both backends."""
+"""A real PostgreSQL (Debian's, run as this test's own process) for the store's tests on both backends, and a store
+on each (a module that needs another ``store`` defines its own)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_carbon.metrics import MetricsStore
 from tests.e2e.distributed import PostgresServer, postgres_bindir
 
 
@@ -18,3 +20,14 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[MetricsStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    store = MetricsStore(url)
+    yield store
+    store.close()

@@ -11,20 +11,8 @@ from airflow_carbon.control import ControlInputError
 from airflow_carbon.metrics import control
 from airflow_carbon.metrics.record import COMPLETED, DEFERRED, RUNNING, TaskTryKey, TaskTryRecord
 from airflow_carbon.metrics.schema import AUDIT, RELEASE
-from airflow_carbon.metrics.store import MetricsStore
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'metrics.db'}"
-    else:
-        url = request.getfixturevalue("postgres").new_database()
-    store = MetricsStore(url)
-    yield store
-    store.close()
 
 
 def count(store, table) -> int:

@@ -17,17 +17,6 @@ NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 SENSOR = gated(1.0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'metrics.db'}"
-    else:
-        url = request.getfixturevalue("postgres").new_database()
-    store = MetricsStore(url)
-    yield store
-    store.close()
-
-
 def sensor_record(try_number: int = 1, state: str = COMPLETED) -> TaskTryRecord:
     """The sensor's record as ``CarbonAwareSensor._finish`` writes it: no energy of its own."""
     return TaskTryRecord("d", "wait", "r", -1, try_number, state=state, started_at=NOW, ended_at=NOW, delay_s=600.0,
