@@ -140,7 +140,7 @@ def energy_of(components: Sequence[Component], *, run_s: float, pue: float, ener
     known = [c for c in components if c.energy_kwh is not None]
     declared = energy_kwh is not None or power_kw is not None
     if known and prefer_declared and declared and not any(c.measured for c in components):
-        estimate = ", ".join(f"{c.name} {c.energy_kwh:.6f} kWh ({c.method})" for c in known)
+        estimate = ", ".join(f"{c.name} {c.energy_kwh:.3g} kWh ({c.method})" for c in known)
         notes.append(f"nothing was measured, so the declared figure is used; the meters estimated {estimate}")
         known = []
     if not known:

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from airflow_carbon.accounting.energy import DEVICE, MEASURED_NVML, Component
+from airflow_carbon.errors import CarbonError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _nvml() -> ModuleType:
     return pynvml
 
 
-class NothingToMeter(Exception):
+class NothingToMeter(CarbonError):
     """No GPU to meter here (no NVIDIA driver, or none visible to the task): not an error unless GPUs were asked for."""
 
 

@@ -56,7 +56,7 @@ def test_a_declared_figure_beats_an_estimate_when_preferred_but_never_a_measurem
     estimated = energy_of((cpu(0.01),), run_s=3600, pue=1.0, power_kw=1.0, assumed_power_kw=0.3,
                           prefer_declared=True)
     assert (estimated.energy_kwh, estimated.method) == (1.0, "power-x-time")
-    assert "the meters estimated cpu 0.010000 kWh (estimated-cpu-model)" in estimated.notes[-1]
+    assert "the meters estimated cpu 0.01 kWh (estimated-cpu-model)" in estimated.notes[-1]
     kept = energy_of((cpu(0.01),), run_s=3600, pue=1.0, power_kw=1.0, assumed_power_kw=0.3)
     assert (kept.energy_kwh, kept.method) == (0.01, "estimated-cpu-model")
     measured = energy_of((Component("gpu:0", 0.4, "measured-nvml", "device"),), run_s=3600, pue=1.0, power_kw=1.0,

@@ -87,7 +87,7 @@ def test_with_auto_a_declared_power_beats_an_estimate_and_keeps_it_in_the_notes(
     record = run_once("r1", 30, power_kw=0.5)
     assert (record.energy_kwh, record.energy_method, record.energy_scope) == (pytest.approx(0.25), "power-x-time",
                                                                              "task")
-    assert "the meters estimated cpu 0.004000 kWh (estimated-cpu-model)" in record.energy_notes[-1]
+    assert "the meters estimated cpu 0.004 kWh (estimated-cpu-model)" in record.energy_notes[-1]
     forced = run_once("r2", 30, power_kw=0.5, energy_meter="codecarbon")
     assert (forced.energy_kwh, forced.energy_method) == (pytest.approx(0.006), "cpu=estimated-cpu-model, "
                                                                                "ram=estimated-ram-model")
