@@ -58,6 +58,7 @@ test-distributed: $(STAMP) $(SERVICES)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/savings.py --weeks 2 --write
+	$(BIN)/python bench/energy.py --append
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
