@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/savings.py --weeks 2 --write
 	$(BIN)/python bench/energy.py --append
+	$(BIN)/python bench/regions.py --weeks 2 --write
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -33,7 +33,9 @@ from airflow_carbon.simulate.files import (
     DEFAULT_REFRESH,
     parse_forecast_error,
     parse_policies,
+    parse_regions,
     simulate_files,
+    simulate_region_files,
 )
 from airflow_carbon.simulate.foresight import parse_forecast
 from airflow_carbon.simulate.report import as_json
@@ -87,6 +89,14 @@ def policy_list(text: str) -> list[str]:
     """An argparse type over ``parse_policies``."""
     try:
         return parse_policies(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def region_list(text: str) -> list[str]:
+    """An argparse type over ``parse_regions``."""
+    try:
+        return parse_regions(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -159,19 +169,28 @@ def parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("simulate", help="compare policies on a job stream", description=(
         "Replay JOBS against CARBON with each policy and print the table side by side. Baseline: every job "
         "run when it became ready. Grid-only columns count energy x intensity where each job ran; with "
-        "--solar, the net columns subtract the on-site solar the jobs shared. Each input must be a regular file "
+        "--solar, the net columns subtract the on-site solar the jobs shared. With --regions, compare instead "
+        "waiting only (time), moving only (place), both (time+place) and hindsight (oracle) over several regions, "
+        "against every job run when ready in its home region. Each input must be a regular file "
         f"of at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB."))
     sim.add_argument("jobs", type=Path, help="jobs CSV: job_id, timestamp, energy (expected_power_kwh or energy_kwh), "
-                                             f"optional duration_s; at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB, "
+                                             "optional duration_s, optional region (with --regions, pins "
+                                             f"a job to it); at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB, "
                                              "as every input")
-    sim.add_argument("carbon", type=Path, help="carbon intensity CSV (seed, ENTSO-E or Electricity Maps export)")
+    sim.add_argument("carbon", type=Path, nargs="+",
+                     help="carbon intensity CSV (seed, ENTSO-E or Electricity Maps export); with --regions, one per "
+                          "region in its order, or one file with a region column")
+    sim.add_argument("--regions", type=region_list, metavar="DE,FR",
+                     help="simulate over these regions, the first the home of every job its jobs file does not pin "
+                          "to one (a region column); prints one row per mode: time, place, time+place, oracle")
     sim.add_argument("--solar", type=Path, help="on-site solar CSV: timestamp, solar_kw_available")
     sim.add_argument("--region", help="region to read from a carbon file that holds several")
     sim.add_argument("--max-missing-periods", type=missing_periods, default=0, metavar="N",
                      help="fill each gap in the carbon CSV of at most N missing periods by linear interpolation "
                           "between the rows either side, and mark the series estimated; a longer gap is still "
                           "refused. Solar gaps are always refused (default 0: every gap is refused)")
-    sim.add_argument("--policy", type=policy_list, default=list(POLICIES), help="comma-separated policies, or all")
+    sim.add_argument("--policy", type=policy_list, default=None,
+                     help="comma-separated policies, or all (the default); not with --regions")
     sim.add_argument("--max-delay", type=duration, default=DEFAULT_MAX_DELAY,
                      help="delay budget per job (default %(default)s)")
     sim.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_G_PER_KWH,
@@ -572,27 +591,38 @@ CONTROL_COMMANDS: dict[str, Callable[[Engine, argparse.Namespace, datetime], int
 }
 
 
+def simulation_settings(args: argparse.Namespace) -> PolicySettings:
+    return PolicySettings(threshold_g_per_kwh=args.threshold, solar_threshold_kw=args.solar_threshold_kw,
+                          min_saving_pct=args.min_saving_pct, risk_aversion=args.risk_aversion,
+                          replan_margin_pct=args.replan_margin_pct)
+
+
 def run_simulate(args: argparse.Namespace) -> int:
-    for what, path in (("jobs", args.jobs), ("carbon", args.carbon), ("solar", args.solar)):
+    if args.regions is not None:
+        return run_simulate_regions(args)
+    if len(args.carbon) > 1:
+        raise ValueError(f"{len(args.carbon)} carbon files ({', '.join(map(str, args.carbon))}): several need "
+                         "--regions, naming the region of each in order")
+    (carbon,) = args.carbon
+    for what, path in (("jobs", args.jobs), ("carbon", carbon), ("solar", args.solar)):
         if path is not None:
             check_input_file(path, what)
     if args.records is not None and args.records.is_dir():
         raise ValueError(f"--records {str(args.records)!r}: a directory; give the CSV file to write")
     if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
         raise ValueError(f"--plots {str(args.plots)!r}: not a directory")
-    settings = PolicySettings(threshold_g_per_kwh=args.threshold, solar_threshold_kw=args.solar_threshold_kw,
-                              min_saving_pct=args.min_saving_pct, risk_aversion=args.risk_aversion,
-                              replan_margin_pct=args.replan_margin_pct)
-    run = simulate_files(args.jobs, args.carbon, args.solar, region=args.region, policies=args.policy,
+    settings = simulation_settings(args)
+    run = simulate_files(args.jobs, carbon, args.solar, region=args.region,
+                         policies=args.policy or list(POLICIES),
                          max_delay=args.max_delay, settings=settings, forecast_error=args.forecast_error,
                          seed=args.seed, job_duration=args.job_duration, forecast=args.forecast,
                          refresh=args.refresh, max_missing_periods=args.max_missing_periods)
     if args.json:
-        inputs = run.inputs(args.jobs, args.carbon, args.solar, args.max_delay, args.forecast_error, args.forecast,
+        inputs = run.inputs(args.jobs, carbon, args.solar, args.max_delay, args.forecast_error, args.forecast,
                             args.refresh)
         print(json.dumps(as_json(run.rows, inputs), indent=2))
     else:
-        print(run.headline(args.carbon, args.max_delay, args.forecast_error, args.forecast, args.refresh))
+        print(run.headline(carbon, args.max_delay, args.forecast_error, args.forecast, args.refresh))
         print(run.table())
     if args.records:
         write_records(args.records, run.results)
@@ -601,6 +631,35 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         for path in write_plots(run.results, run.intensity, run.solar, args.plots):
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def run_simulate_regions(args: argparse.Namespace) -> int:
+    """``simulate JOBS CARBON [CARBON ...] --regions DE,FR``: one row per mode (time, place, time+place, oracle)."""
+    for option, given, why in (
+            ("--solar", args.solar, "a site's solar feeds one region's workers"),
+            ("--plots", args.plots, "the figures draw one region"),
+            ("--region", args.region, "--regions names the region of each carbon file"),
+            ("--policy", args.policy, "the modes are fixed: time, place, time+place, oracle")):
+        if given is not None:
+            raise ValueError(f"{option} does not go with --regions: {why}")
+    check_input_file(args.jobs, "jobs")
+    for path in args.carbon:
+        check_input_file(path, "carbon")
+    if args.records is not None and args.records.is_dir():
+        raise ValueError(f"--records {str(args.records)!r}: a directory; give the CSV file to write")
+    run = simulate_region_files(args.jobs, args.carbon, args.regions, max_delay=args.max_delay,
+                                settings=simulation_settings(args), forecast_error=args.forecast_error, seed=args.seed,
+                                job_duration=args.job_duration, forecast=args.forecast, refresh=args.refresh,
+                                max_missing_periods=args.max_missing_periods)
+    if args.json:
+        inputs = run.inputs(args.jobs, args.carbon, args.max_delay, args.forecast_error, args.forecast, args.refresh)
+        print(json.dumps({"inputs": inputs, "modes": [row.to_dict() for row in run.rows]}, indent=2))
+    else:
+        print(run.headline(args.max_delay, args.forecast_error, args.forecast, args.refresh))
+        print(run.table())
+    if args.records:
+        write_records(args.records, run.results)
     return 0
 
 

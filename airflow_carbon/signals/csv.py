@@ -37,7 +37,8 @@ HEADER_LINE = 1
 KINDS: tuple[Kind, ...] = ("forecast", "measured")
 
 _TIME_HEADERS = ("timestamp", "Time", "Datetime (UTC)")
-_REGION_HEADERS = ("region", "Zone Id")
+#: The column that names a row's region, in a carbon file that holds several regions.
+REGION_HEADERS = ("region", "Zone Id")
 _INTENSITY_HEADERS = {
     "lifecycle": (
         "carbon_intensity",
@@ -384,7 +385,7 @@ def read_intensity_csv(
     values = parse_non_negative_column(frame, "intensity", lines, path)
     naive = naive_timestamps(frame, "time")
 
-    region_header = find_column(frame.columns, _REGION_HEADERS)
+    region_header = find_column(frame.columns, REGION_HEADERS)
     if region_header is None:
         selected = np.ones(len(frame), dtype=bool)
         region_name = region if region is not None else _region_from_file_name(path)

@@ -31,7 +31,11 @@ MAX_JOB_DURATION_S = 366 * 86400.0
 
 @dataclass(frozen=True)
 class Jobs:
-    """Columns of a job stream, in the order of the file; ``line`` is each job's line in it."""
+    """Columns of a job stream, in the order of the file; ``line`` is each job's line in it.
+
+    ``region``: the region each job is pinned to ("" where it may run in any), or None when the file has no
+    ``region`` column; only the simulation over several regions reads it.
+    """
 
     job_id: np.ndarray
     ready_epoch_s: np.ndarray
@@ -39,6 +43,7 @@ class Jobs:
     energy_kwh: np.ndarray
     line: np.ndarray
     path: str = ""
+    region: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.job_id.size)
@@ -48,7 +53,8 @@ def read_jobs_csv(path: str | Path, default_duration: timedelta = timedelta(minu
     """Read a jobs CSV such as the seed's ``job_id,timestamp,tokens,expected_power_kwh``.
 
     The seed names its energy column ``expected_power_kwh``; it holds kWh per job. A
-    ``duration_s`` column is optional: without it every job runs ``default_duration``.
+    ``duration_s`` column is optional: without it every job runs ``default_duration``. So is a ``region``
+    column: a job with a region there is pinned to it when several regions are simulated.
     """
     path = str(path)
     default_s = default_duration.total_seconds()
@@ -74,7 +80,9 @@ def read_jobs_csv(path: str | Path, default_duration: timedelta = timedelta(minu
         repeated = unique[counts > 1][0]
         line = int(lines[np.flatnonzero(job_id == repeated)[1]])
         raise SignalDataError(f"job_id {repeated!r} appears more than once", path=path, line=line, column=id_header)
-    return Jobs(job_id, ready_epoch_s, duration_s, energy_kwh, np.asarray(lines), path)
+    region_header = find_column(frame.columns, ("region",))
+    region = frame[region_header].str.strip().to_numpy(dtype=str) if region_header else None
+    return Jobs(job_id, ready_epoch_s, duration_s, energy_kwh, np.asarray(lines), path, region)
 
 
 def _refuse_beyond(bad: np.ndarray, frame: pd.DataFrame, column: str, lines: np.ndarray, path: str, why: str) -> None:
