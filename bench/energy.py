@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from airflow_carbon.meters import Metering  # noqa: E402
-from bench.run import RESULTS_PATH, command_line, cpu_model  # noqa: E402
+from bench.run import RESULTS_PATH, command_line, cpu_model, write_between_markers  # noqa: E402
 
 SECTION_TITLE = "## 6. Energy meter overhead"
 BEGIN, END = "<!-- bench/energy.py: begin -->", "<!-- bench/energy.py: end -->"
@@ -193,17 +193,6 @@ def markdown(meter: str, runs: dict[str, Any], cold: list[dict], idle: dict[str,
     return "\n".join(lines) + "\n"
 
 
-def append_section(section: str) -> None:
-    """Put the section in place of an older one, else at the end, keeping every other section."""
-    text = RESULTS_PATH.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        RESULTS_PATH.write_text(head + section.rstrip("\n") + tail, encoding="utf-8")
-        return
-    RESULTS_PATH.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="pairs of runs, bare and metered (default 20)")
@@ -231,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                        time.perf_counter() - began, (load_before, os.getloadavg()))
     print(section)
     if args.append:
-        append_section(section)
+        write_between_markers(section, BEGIN, END)
         print(f"appended to {RESULTS_PATH}", file=sys.stderr)
     return 0
 

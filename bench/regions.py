@@ -21,9 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from savings import JOB_DURATION_S, JOB_ENERGY_KWH, JOBS_PER_DAY, RESULTS_PATH, SEED, job_stream, sampled_days
 
 from airflow_carbon.forecasting.extend import DEFAULT_FORECASTER
 from airflow_carbon.planning.policies import DEFAULT_SETTINGS
@@ -31,6 +29,8 @@ from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.simulate import ModeSummary, simulate_regions, summarize_regions
 from airflow_carbon.simulate.regions import MODES
 from airflow_carbon.units import parse_duration
+from bench.run import RESULTS_PATH, write_between_markers
+from bench.savings import JOB_DURATION_S, JOB_ENERGY_KWH, JOBS_PER_DAY, SEED, job_stream, sampled_days
 
 BEGIN, END = "<!-- bench/regions.py: begin -->", "<!-- bench/regions.py: end -->"
 REGIONS = ("DE", "FR")
@@ -97,14 +97,7 @@ def markdown(results: Mapping[str, dict[int, dict[str, ModeSummary]]], command: 
 
 
 def write_section(section: str, path: Path = RESULTS_PATH) -> None:
-    """Put ``section`` between its markers in RESULTS.md (appended the first time); the rest is left as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_between_markers(section, BEGIN, END, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -443,6 +443,18 @@ def savings_markdown(regions: list[RegionSavings], peak_rss: float) -> str:
 # -- report -----------------------------------------------------------------------------------------------------
 
 
+def write_between_markers(section: str, begin: str, end: str, path: Path = RESULTS_PATH) -> None:
+    """Put ``section`` (which opens with ``begin`` and closes with ``end``) in place of the one between those markers
+    in RESULTS.md, else at its end; every other section is left as it is."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:

@@ -32,8 +32,8 @@ from airflow_carbon.signals import Series
 from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.simulate import Jobs, simulate, summarize
 from airflow_carbon.units import parse_duration
+from bench.run import RESULTS_PATH, write_between_markers
 
-RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 BEGIN, END = "<!-- bench/savings.py: begin -->", "<!-- bench/savings.py: end -->"
 REGIONS = ("DE", "FR")
 DELAYS_H = (1, 4, 8, 24)
@@ -160,14 +160,7 @@ def markdown(results: dict[str, dict[tuple[str, int], Cell]], costs: list[str], 
 
 
 def write_section(section: str, path: Path = RESULTS_PATH) -> None:
-    """Put ``section`` between the markers in RESULTS.md (appended the first time); the rest is left as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_between_markers(section, BEGIN, END, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
