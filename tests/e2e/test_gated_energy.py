@@ -2,11 +2,13 @@
 
 ``carbon_gated`` is a ``CarbonAwareSensor`` (policy ``immediate``) >> two PythonOperators, each busy on a CPU for
 about two seconds. Each of them is metered in its own task process by the Carbon plugin's listener; after the run,
-the sensor's row in the store is the sum of their two rows in ``carbon_gated_energy`` and still spans no time.
+the sensor's row in the store is the sum of their two rows in ``carbon_gated_energy`` and still spans no time. A task
+process writes its row after it reported success, so the run can end a moment before the last row is there.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from tests.e2e.airflow_cluster import AirflowCluster
 
 AIRFLOW_DAGS_FOLDER = Path(__file__).parent / "dags_gated"
 DAG_ID, SENSOR, GATED = "carbon_gated", "wait", ("first", "second")
+#: How long after the run succeeded the last task's row may take: its process writes it after reporting success.
+ROWS_TIMEOUT_S = 60
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -28,9 +32,14 @@ def test_the_sensor_record_is_the_energy_its_downstream_tasks_drew(airflow_clust
     run = cluster.wait_for_run(DAG_ID, run_id, timeout_s=150)
     assert run["state"] == "success", run
 
+    # The listener writes a task's row after the task reported success, so the run may end first: wait for both.
     store = MetricsStore(f"sqlite:///{cluster.home}/carbon_metrics.db")
     try:
-        rows = gated_rows(store.engine, DAG_ID, run_id, SENSOR)
+        deadline = time.monotonic() + ROWS_TIMEOUT_S
+        while len(rows := gated_rows(store.engine, DAG_ID, run_id, SENSOR)) < len(GATED):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
         recorded = store.rows(dag_id=DAG_ID, run_id=run_id)
     finally:
         store.close()
