@@ -29,7 +29,7 @@ from airflow_carbon.signals.bundled import bundled_intensity
 from airflow_carbon.simulate import ModeSummary, simulate_regions, summarize_regions
 from airflow_carbon.simulate.regions import MODES
 from airflow_carbon.units import parse_duration
-from bench.run import RESULTS_PATH, write_between_markers
+from bench.run import RESULTS_PATH, command_line, write_between_markers
 from bench.savings import JOB_DURATION_S, JOB_ENERGY_KWH, JOBS_PER_DAY, SEED, job_stream, sampled_days
 
 BEGIN, END = "<!-- bench/regions.py: begin -->", "<!-- bench/regions.py: end -->"
@@ -115,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--home: choose among {', '.join(REGIONS)}")
     started, began = datetime.now(UTC), time.perf_counter()
     results = {home: run_home(home, args.weeks, refresh) for home in homes}
-    command = "python bench/regions.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    section = markdown(results, command.strip(), len(sampled_days(args.weeks)), refresh, started,
+    command = command_line(sys.argv[1:] if argv is None else list(argv))
+    section = markdown(results, command, len(sampled_days(args.weeks)), refresh, started,
                        time.perf_counter() - began)
     print(section)
     if args.write:
