@@ -28,12 +28,13 @@ from airflow_carbon.errors import CarbonError
 from airflow_carbon.units import parse_instant
 
 #: The version of this schema, written into every record's JSON and spool file.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Versions ``from_json`` reads: XCom and spool files written by earlier releases must still load. Version 2
 #: lacks the solar fields (``site``, ``solar_served_by``, ``solar_basis``), version 3 the release fields
 #: (``released_by``, ``released_at``, ``release_reason``), version 4 the energy and expectation fields
-#: (``energy_method`` ... ``expected_from``); missing fields read as None.
-READABLE_VERSIONS = (2, 3, 4, SCHEMA_VERSION)
+#: (``energy_method`` ... ``expected_from``), version 5 the region choice's (``home_region`` ... ``saved_place_g``);
+#: missing fields read as None.
+READABLE_VERSIONS = (2, 3, 4, 5, SCHEMA_VERSION)
 
 DEFERRED = "deferred"
 RUNNING = "running"
@@ -123,6 +124,16 @@ class TaskTryRecord:
     expected_duration_s: Annotated[float | None, SHARED] = None  #: the run time the plan expected
     expected_energy_kwh: Annotated[float | None, SHARED] = None  #: the energy the plan expected
     expected_from: Annotated[str | None, SHARED] = None  #: declared, history (n=...) or defaults, per quantity
+    #: A choice between regions: the first candidate, whose run when ready is the baseline.
+    home_region: Annotated[str | None, SHARED] = None
+    #: A choice between regions: the task that runs in the chosen region (``region``).
+    chosen_task_id: Annotated[str | None, SHARED] = None
+    #: A choice between regions: each candidate's expected emissions at its own best start; null where its signal failed.
+    region_expected_g: Annotated[dict[str, float | None] | None, DECISION] = None
+    #: What waiting saved: the home region's emissions when ready, less the home region's at the start.
+    saved_time_g: Annotated[float | None, COMPLETION] = None
+    #: What moving saved: the home region's emissions at the start, less the chosen region's.
+    saved_place_g: Annotated[float | None, COMPLETION] = None
     updated_at: Annotated[datetime | None, META] = None  #: when the store last wrote the row
 
     def __post_init__(self) -> None:
@@ -211,10 +222,10 @@ def _parse(kind: Any, value: Any) -> Any:
             raise TypeError(f"expected a list of strings, got {value!r}")
         return list(value)
     if kind is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, int | float)
-                                                  and not isinstance(v, bool) for k, v in value.items()):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, int | float)
+                                                  and not isinstance(v, bool)) for k, v in value.items()):
             raise TypeError(f"expected an object of numbers, got {value!r}")
-        return {k: float(v) for k, v in value.items()}
+        return {k: None if v is None else float(v) for k, v in value.items()}
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
     return value

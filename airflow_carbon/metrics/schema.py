@@ -184,6 +184,7 @@ GATED_ENERGY = Table(
     Column("emissions_g", Float, nullable=True),
     Column("baseline_emissions_g", Float, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("home_emissions_g", Float, nullable=True),
     Index("ix_carbon_gated_energy_sensor", "dag_id", "run_id", "sensor_task_id", "sensor_map_index",
           "sensor_try_number"),
 )

@@ -68,11 +68,15 @@ CONTROL_TABLES = ("carbon_release", "carbon_eco_switch", "carbon_budget", "carbo
 #: What 0005 adds to every row of the task try table: no energy method nor expectation (declared or assumed energy).
 ENERGY_COLUMNS = {"energy_method": None, "energy_scope": None, "energy_breakdown_kwh": None, "energy_notes": [],
                   "pue": None, "expected_duration_s": None, "expected_energy_kwh": None, "expected_from": None}
+#: What 0006 adds to every row of the task try table: it chose no region.
+REGION_COLUMNS = {"home_region": None, "chosen_task_id": None, "region_expected_g": None, "saved_time_g": None,
+                  "saved_place_g": None}
 
 
 def upgraded(row: dict[str, Any]) -> dict[str, Any]:
     """A row of the code before migrations as the head reads it."""
-    return row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS | RELEASE_COLUMNS | ENERGY_COLUMNS
+    return (row | {"signal_kind": KINDS[row["signal"]]} | SOLAR_COLUMNS | RELEASE_COLUMNS | ENERGY_COLUMNS
+            | REGION_COLUMNS)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -483,7 +487,8 @@ def store_at_0002(url: str) -> Engine:
         assert migrations.current_revision(connection) == "0002"
         assert "site" not in {column["name"] for column in inspect(connection).get_columns("carbon_task_try")}
         rows = [{name: value for name, value in TaskTryRecord.from_json(data).to_json().items()
-                 if name in TABLE.c and name not in SOLAR_COLUMNS | RELEASE_COLUMNS | ENERGY_COLUMNS}
+                 if name in TABLE.c and name not in SOLAR_COLUMNS | RELEASE_COLUMNS | ENERGY_COLUMNS
+                 | REGION_COLUMNS}
                 for data in RECORDS_0002]
         connection.execute(TABLE.insert(), [row | {"failed_sources": row["failed_sources"] or None,
                                                    "updated_at": "2024-06-01T12:00:00+00:00"} for row in rows])
@@ -592,4 +597,51 @@ def test_a_store_at_0004_keeps_its_rows_and_takes_the_energy_fields_and_gated_en
     store.write(new)
     [read] = store.records(dag_id="dag_r", run_id="r8")
     assert read.to_json() == replace(new, updated_at=read.updated_at).to_json()
+    store.close()
+
+
+def test_a_store_at_0005_keeps_its_rows_and_gated_rows_and_takes_the_region_fields(url):
+    """The previous release's store (0005, a sensor's record and one gated row) upgraded: both read back as they were,
+    with no region chosen, and a region choice's record and gated row with its home emissions are kept beside them."""
+    engine = store_at_0002(url)
+    with engine.begin() as connection:
+        command.upgrade(migrations.config(connection), "0005")
+    sensor = {"dag_id": "dag_g", "task_id": "wait", "run_id": "r1", "map_index": -1, "try_number": 1,
+              "state": "completed", "energy_kwh": 0.002, "energy_method": "gated: cpu=estimated-cpu-model",
+              "region": "DE", "ready_at": "2024-06-01T11:00:00+00:00", "updated_at": "2024-06-01T12:30:00+00:00"}
+    gated_row = {"dag_id": "dag_g", "task_id": "work", "run_id": "r1", "map_index": -1, "try_number": 1,
+                 "sensor_task_id": "wait", "sensor_map_index": -1, "sensor_try_number": 1,
+                 "started_at": "2024-06-01T12:00:00+00:00", "ended_at": "2024-06-01T12:30:00+00:00",
+                 "energy_kwh": 0.002, "energy_method": "cpu=estimated-cpu-model", "energy_scope": "process",
+                 "emissions_g": 0.6, "baseline_emissions_g": 0.8, "updated_at": "2024-06-01T12:30:00+00:00"}
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO carbon_task_try (dag_id, task_id, run_id, map_index, try_number, state, energy_kwh, "
+            "energy_method, region, ready_at, updated_at) VALUES (:dag_id, :task_id, :run_id, :map_index, "
+            ":try_number, :state, :energy_kwh, :energy_method, :region, :ready_at, :updated_at)"), sensor)
+        connection.execute(text(
+            "INSERT INTO carbon_gated_energy (dag_id, task_id, run_id, map_index, try_number, sensor_task_id, "
+            "sensor_map_index, sensor_try_number, started_at, ended_at, energy_kwh, energy_method, energy_scope, "
+            "emissions_g, baseline_emissions_g, updated_at) VALUES (:dag_id, :task_id, :run_id, :map_index, "
+            ":try_number, :sensor_task_id, :sensor_map_index, :sensor_try_number, :started_at, :ended_at, "
+            ":energy_kwh, :energy_method, :energy_scope, :emissions_g, :baseline_emissions_g, :updated_at)"),
+            gated_row)
+    assert migrations.upgrade(engine) == Upgrade("0005", migrations.head())
+    assert differences(engine) == []
+    store = MetricsStore.from_engine(engine)
+    rows = store.rows()
+    assert all({name: row[name] for name in REGION_COLUMNS} == REGION_COLUMNS for row in rows)
+    [old] = [row for row in rows if row["dag_id"] == "dag_g"]
+    assert (old["energy_method"], old["region"], old["energy_kwh"]) == ("gated: cpu=estimated-cpu-model", "DE", 0.002)
+    with engine.connect() as connection:
+        [kept] = connection.execute(text("SELECT task_id, emissions_g, baseline_emissions_g, home_emissions_g "
+                                         "FROM carbon_gated_energy")).all()
+    assert tuple(kept) == ("work", 0.6, 0.8, None)
+
+    [record] = store.records(dag_id="dag_g", task_id="wait")
+    chose = replace(record, task_id="choose_region", region="FR", home_region="DE", chosen_task_id="evaluate_fr",
+                    region_expected_g={"DE": 3.5, "FR": 0.4, "PL": None}, saved_time_g=0.2, saved_place_g=2.9)
+    store.write(chose)
+    [read] = store.records(dag_id="dag_g", task_id="choose_region")
+    assert read.to_json() == replace(chose, updated_at=read.updated_at).to_json()
     store.close()

@@ -83,11 +83,11 @@ def test_numpy_scalars_come_out_as_json_numbers():
     assert (data["energy_kwh"], data["emissions_g"], data["estimated"]) == (0.25, 10.0, True)
 
 
-@pytest.mark.parametrize("version", [1, 6, "3", None])
+@pytest.mark.parametrize("version", [1, 7, "3", None])
 def test_from_json_refuses_another_version(version):
     data = RECORDS[DEFERRED].to_json() | {"version": version}
     with pytest.raises(InvalidRecordError,
-                       match=f"record version {version!r} is not one of 2, 3, 4, {SCHEMA_VERSION}"):
+                       match=f"record version {version!r} is not one of 2, 3, 4, 5, {SCHEMA_VERSION}"):
         TaskTryRecord.from_json(data)
 
 
@@ -100,7 +100,7 @@ def test_a_version_2_record_from_xcom_or_a_spool_file_still_loads_without_the_so
     assert record == RECORDS[state] and all(getattr(record, name) is None for name in solar)
     spooled = parse_record(json.dumps({"format": 2, "record": data}))
     assert spooled == RECORDS[state]
-    assert spooled.to_json()["version"] == SCHEMA_VERSION == 5
+    assert spooled.to_json()["version"] == SCHEMA_VERSION == 6
 
 
 @pytest.mark.parametrize("state", list(RECORDS))
@@ -122,6 +122,24 @@ def test_a_version_4_record_from_xcom_or_a_spool_file_still_loads_without_the_en
     record = TaskTryRecord.from_json(json.loads(json.dumps(data)))
     assert record == RECORDS[state] and record.energy_method is None and record.energy_notes == []
     assert parse_record(json.dumps({"format": 2, "record": data})) == RECORDS[state]
+
+
+@pytest.mark.parametrize("state", list(RECORDS))
+def test_a_version_5_record_from_xcom_or_a_spool_file_still_loads_without_the_region_fields(state):
+    """What the previous release pushed to XCom and spooled: version 5, no region chosen."""
+    chosen = ("home_region", "chosen_task_id", "region_expected_g", "saved_time_g", "saved_place_g")
+    data = {name: value for name, value in RECORDS[state].to_json().items() if name not in chosen} | {"version": 5}
+    record = TaskTryRecord.from_json(json.loads(json.dumps(data)))
+    assert record == RECORDS[state] and all(getattr(record, name) is None for name in chosen)
+    assert parse_record(json.dumps({"format": 2, "record": data})) == RECORDS[state]
+
+
+def test_the_region_fields_round_trip_with_a_failed_candidate_and_a_bad_one_is_named():
+    record = replace(RECORDS[COMPLETED], region="FR", home_region="DE", chosen_task_id="evaluate_fr",
+                     region_expected_g={"DE": 12.5, "FR": 1.5, "PL": None}, saved_time_g=1.0, saved_place_g=10.0)
+    assert TaskTryRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    with pytest.raises(InvalidRecordError, match="field 'region_expected_g': expected an object of numbers"):
+        TaskTryRecord.from_json(record.to_json() | {"region_expected_g": {"FR": True}})
 
 
 def test_the_energy_fields_round_trip_and_a_bad_breakdown_is_named():
