@@ -17,8 +17,10 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Carbon-aware scheduling: defer tasks that can wait until the grid is cleaner.",
         "integrations": [{"integration-name": "Carbon", "tags": ["software"]}],
         "sensors": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.sensors.carbon"]}],
-        "operators": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.operators.carbon_aware"]}],
-        "triggers": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.triggers.carbon"]}],
+        "operators": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.operators.carbon_aware",
+                                                                       "airflow_carbon.operators.regions"]}],
+        "triggers": [{"integration-name": "Carbon", "python-modules": ["airflow_carbon.triggers.carbon",
+                                                                     "airflow_carbon.triggers.regions"]}],
         "hooks": [{"integration-name": "Carbon",
                    "python-modules": ["airflow_carbon.hooks.metrics", "airflow_carbon.hooks.signal_csv",
                                       "airflow_carbon.hooks.watttime", "airflow_carbon.hooks.electricitymaps",
@@ -29,6 +31,8 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": ["airflow_carbon.links.CarbonDecisionLink"],
         "task-decorators": [
             {"class-name": "airflow_carbon.decorators.carbon_aware.carbon_aware_task", "name": "carbon_aware"},
+            {"class-name": "airflow_carbon.decorators.carbon_aware.carbon_aware_branch_task",
+             "name": "carbon_aware_branch"},
         ],
         "connection-types": [
             {

@@ -98,9 +98,10 @@ class Energy:
         return metered(self.method)
 
 
-def gated(pue: float) -> Energy:
-    """A sensor's own energy: none. The tasks it gates add theirs to its record as each finishes."""
-    return Energy(0.0, NONE, GATED, {}, ("the sensor draws nothing itself; the energy of the tasks it let run is "
+def gated(pue: float, gate: str = "sensor") -> Energy:
+    """A gate's own energy (a sensor's, a choice between regions'): none. The tasks it gates add theirs to its record
+    as each finishes."""
+    return Energy(0.0, NONE, GATED, {}, (f"the {gate} draws nothing itself; the energy of the tasks it let run is "
                                          "added to this record as each finishes",), pue, True)
 
 

@@ -1,6 +1,7 @@
-"""``@carbon_aware`` on a ``@task``, ``carbon_aware(operator)``, and the registered ``@task.carbon_aware``.
+"""``@carbon_aware`` on a ``@task``, ``carbon_aware(operator)``, the registered ``@task.carbon_aware``, and
+``@task.carbon_aware_branch``, a choice between regions.
 
-All three are thin: the behaviour is ``CarbonAwareMixin`` on the operator class.
+All are thin: the behaviour is ``CarbonAwareMixin`` on the operator class, or ``CarbonAwareBranchOperator``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from airflow.sdk.bases.decorator import task_decorator_factory
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_carbon.operators.carbon_aware import carbon_aware_class, wrap_operator
+from airflow_carbon.operators.regions import CarbonAwareBranchPythonOperator
 from airflow_carbon.settings import OPTION_NAMES, check_arguments, check_given
 
 
@@ -66,3 +68,20 @@ def carbon_aware_task(python_callable: Callable | None = None, multiple_outputs:
         )
 
     return decorate if python_callable is None else decorate(python_callable)
+
+
+class _CarbonAwareBranchDecoratedOperator(_PythonDecoratedOperator, CarbonAwareBranchPythonOperator):
+    """The function of ``@task.carbon_aware_branch``: it may narrow the regions before the choice plans them."""
+
+    template_fields = CarbonAwareBranchPythonOperator.template_fields
+    custom_operator_name = "@task.carbon_aware_branch"
+
+
+def carbon_aware_branch_task(python_callable: Callable | None = None, **kwargs: Any):
+    """``@task.carbon_aware_branch(regions={"FR": "evaluate_fr", "DE": "evaluate_de"}, max_delay=...)``: wait for the
+    best (region, start), then follow that region's task only.
+
+    The function runs first; it returns None to keep every region, or the regions this run may use.
+    """
+    return task_decorator_factory(python_callable=python_callable, multiple_outputs=False,
+                                  decorated_operator_class=_CarbonAwareBranchDecoratedOperator, **kwargs)

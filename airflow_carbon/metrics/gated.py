@@ -46,6 +46,8 @@ class GatedTry:
     energy_scope: str
     emissions_g: float | None = None
     baseline_emissions_g: float | None = None
+    #: After a choice between regions: the same run on the home region's signal, which splits the saving.
+    home_emissions_g: float | None = None
 
 
 def sensor_row(engine: Engine, dag_id: str, run_id: str, sensor_task_id: str, map_index: int
@@ -107,19 +109,23 @@ def _rows_of(connection: Connection, sensor: dict[str, Any]) -> list[Any]:
     g = GATED_ENERGY.c
     return connection.execute(
         select(g.task_id, g.map_index, g.try_number, g.energy_kwh, g.energy_method, g.emissions_g,
-               g.baseline_emissions_g)
+               g.baseline_emissions_g, g.home_emissions_g)
         .where(g.dag_id == sensor["dag_id"], g.run_id == sensor["run_id"], g.sensor_task_id == sensor["task_id"],
                g.sensor_map_index == sensor["map_index"], g.sensor_try_number == sensor["try_number"])
         .order_by(g.task_id, g.map_index, g.try_number)).all()
 
 
 def _sums(rows: list[Any]) -> dict[str, Any]:
-    """The sensor's figures: sums over its rows; an emissions figure only when every row has it."""
+    """The gate's figures: sums over its rows; an emissions figure only when every row has it. After a choice between
+    regions, the saving splits into what the time saved (home when ready, less home at the start) and what the place
+    saved (home at the start, less the chosen region)."""
     energy_kwh = sum(found.energy_kwh for found in rows)
-    emissions = [found.emissions_g for found in rows]
-    baselines = [found.baseline_emissions_g for found in rows]
-    emissions_g = None if None in emissions else sum(emissions)
-    baseline_g = None if None in baselines else sum(baselines)
+    emissions_g = _sum([found.emissions_g for found in rows])
+    baseline_g = _sum([found.baseline_emissions_g for found in rows])
+    home_g = _sum([found.home_emissions_g for found in rows])
+    split = {}
+    if home_g is not None and baseline_g is not None and emissions_g is not None:
+        split = {"saved_time_g": baseline_g - home_g, "saved_place_g": home_g - emissions_g}
     breakdown: dict[str, float] = {}
     for found in rows:
         breakdown[name_of(found)] = breakdown.get(name_of(found), 0.0) + found.energy_kwh
@@ -127,7 +133,11 @@ def _sums(rows: list[Any]) -> dict[str, Any]:
             "baseline_emissions_g": baseline_g,
             "saved_g": None if emissions_g is None or baseline_g is None else baseline_g - emissions_g,
             "energy_method": GATED_PREFIX + _combine([(name_of(found), found.energy_method) for found in rows]),
-            "energy_breakdown_kwh": breakdown}
+            "energy_breakdown_kwh": breakdown, **split}
+
+
+def _sum(values: list[float | None]) -> float | None:
+    return None if None in values else sum(values)  # type: ignore[arg-type]
 
 
 def name_of(row: Any) -> str:

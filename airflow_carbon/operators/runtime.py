@@ -17,6 +17,7 @@ from airflow_carbon.accounting import account
 from airflow_carbon.accounting.energy import Energy, energy_of
 from airflow_carbon.accounting.record import solar_used_kwh
 from airflow_carbon.clock import utcnow
+from airflow_carbon.control import Override
 from airflow_carbon.hooks import site as site_solar
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.hooks.site import SolarSite
@@ -160,28 +161,39 @@ class CarbonTaskRun:
         """Plan from here, on the same terms as the trigger."""
         now = utcnow()
         solar = site_solar.NO_SOLAR
-        if now >= self.deadline:  # a retry past its deadline runs at once, without waiting on a source
-            reading = Reading(None, None, None)
-        else:
-            reading = load_first(self.sources, now, deadline=self.deadline, until=self.deadline + self.job.duration,
-                                 refuse=self._refuse_bad_file if self.check_files else None)
+        reading = self.read_signal(self.sources, now)
+        if now < self.deadline:
             solar = site_solar.read_solar(self.solar, now, self.deadline + self.job.duration, self.deadline)
         self.check_files = False
+        policy, settings, override = self.planning_terms(now)
+        decision = decide(policy, now=now, deadline=self.deadline, job=self.job, intensity=reading.series,
+                          solar=solar.free, settings=settings, intensity_upper=reading.upper)
+        return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources),
+                              **site_solar.solar_for_event(solar, now, self.job.duration), override=override)
+
+    def read_signal(self, sources: list[SourceRef], now: datetime) -> Reading:
+        """The first of ``sources`` that answers, carried to the deadline; nothing once the deadline has come (a
+        retry past it runs at once, without waiting on a source). The first decision refuses a bad source file."""
+        if now >= self.deadline:
+            return Reading(None, None, None)
+        reading = load_first(sources, now, deadline=self.deadline, until=self.deadline + self.job.duration,
+                             refuse=self._refuse_bad_file if self.check_files else None)
         if reading.series is not None and reading.series.replayed and not self.replay_told:
             self.replay_told = True
             log.warning("carbon: task %r plans on %s: recorded data replayed onto today, not a forecast of today's "
                         "grid; name a live source (the source setting or [carbon] source) to plan on the real grid",
                         self.task_id, reading.series.source)
+        return reading
+
+    def planning_terms(self, now: datetime) -> tuple[str, PolicySettings, Override | None]:
+        """The policy and settings to plan with (stricter while the DAG is over a strict budget), and what a person
+        decided for this try (a release, eco-mode off)."""
         state, over_strict_budget = self._control(now)
         policy, settings = self.settings.policy, self.settings.policy_settings()
         if over_strict_budget:
             policy, settings = stricter(policy, settings)
         self.planning = policy, settings
-        decision = decide(policy, now=now, deadline=self.deadline, job=self.job, intensity=reading.series,
-                          solar=solar.free, settings=settings, intensity_upper=reading.upper)
-        return CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.settings, tuple(self.sources),
-                              **site_solar.solar_for_event(solar, now, self.job.duration),
-                              override=state.override(self.key, now))
+        return policy, settings, state.override(self.key, now)
 
     def _control(self, now: datetime) -> tuple[control.ControlState, bool]:
         """What people decided for this try (a release, eco-mode off) and whether its DAG is over a strict budget.

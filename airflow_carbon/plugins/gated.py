@@ -1,11 +1,14 @@
-"""Meter the tasks a ``CarbonAwareSensor`` let run, each in its own process, and add what they drew to its record.
+"""Meter the tasks a ``CarbonAwareSensor`` or a choice between regions let run, each in its own process, and add what
+they drew to the gate's record.
 
 The sensor's record claims no energy of its own. An Airflow listener, called in each task's process, meters a task
 that is not carbon-aware itself and has a ``CarbonAwareSensor`` upstream (directly or through other tasks), from
 when it starts running until it succeeds, fails or skips itself, with the sensor's ``energy_meter`` and ``pue``.
 It accounts the run's emissions on the sensor's sources, against the same run started as much earlier as the
 sensor waited (its record's ``delay_s``), and writes the try to ``carbon_gated_energy``; the sensor's record is
-rewritten as the sum of its gated tries (``metrics/gated.py``).
+rewritten as the sum of its gated tries (``metrics/gated.py``). After a ``CarbonAwareBranchOperator`` the run is
+accounted on the chosen region's sources, and on the home region's over the same interval and when ready: the
+baseline, and the split of the saving into what the time saved and what the place saved.
 
 The listener is also called in the API server and the scheduler, with their own task instances: it acts only on a
 task SDK ``RuntimeTaskInstance``. For a task whose DAG uses no sensor it costs two dictionary look-ups; it never
@@ -27,41 +30,44 @@ log = logging.getLogger(__name__)
 
 RUNTIME_MODULE = "airflow.sdk.execution_time.task_runner"
 SENSOR_MODULE = "airflow_carbon.sensors.carbon"
+REGIONS_MODULE = "airflow_carbon.operators.regions"
 #: Why a gated run's emissions are what they are, as a record's ``reason`` says it.
 GATED_REASON = "gated"
 
 
 @dataclass
 class Metered:
-    """A gated try being metered: its sensor, the sensor's settings, its meters and when it started."""
+    """A gated try being metered: its gate (a sensor or a choice between regions), the gate's settings, its meters
+    and when it started."""
 
     sensor_task_id: str
     settings: Any
     metering: Any
     started_at: datetime
+    gate: Any = None
 
 
 def gating_sensor(task: Any) -> Any | None:
-    """The ``CarbonAwareSensor`` that gates ``task``: of those upstream of it (directly or through other tasks), the
-    nearest by path length, ties going to the lowest ``task_id``. None when there is none, or when ``task`` is
-    carbon-aware itself (it records its own energy).
+    """The gate of ``task``: of the ``CarbonAwareSensor`` and ``CarbonAwareBranchOperator`` tasks upstream of it
+    (directly or through other tasks), the nearest by path length, ties going to the lowest ``task_id``. None when
+    there is none, or when ``task`` is carbon-aware itself (it records its own energy).
 
-    A DAG that uses the sensor imported its module when it was parsed: without that module loaded, no sensor can be
+    A DAG that uses a gate imported its module when it was parsed: without that module loaded, no gate can be
     upstream, and nothing more is imported or walked.
     """
-    sensors = sys.modules.get(SENSOR_MODULE)
-    if sensors is None:
+    gate_classes = tuple(getattr(sys.modules[name], class_name) for name, class_name in (
+        (SENSOR_MODULE, "CarbonAwareSensor"), (REGIONS_MODULE, "CarbonAwareBranchOperator")) if name in sys.modules)
+    if not gate_classes:
         return None
     from airflow_carbon.operators.carbon_aware import CarbonAwareMixin
 
-    sensor_class = sensors.CarbonAwareSensor
-    if isinstance(task, sensor_class | CarbonAwareMixin):
+    if isinstance(task, (*gate_classes, CarbonAwareMixin)):
         return None
     seen = {task.task_id}
     level = list(task.upstream_list)
     while level:
         level = [relative for relative in {t.task_id: t for t in level}.values() if relative.task_id not in seen]
-        found = sorted((t for t in level if isinstance(t, sensor_class)), key=lambda t: t.task_id)
+        found = sorted((t for t in level if isinstance(t, gate_classes)), key=lambda t: t.task_id)
         if found:
             return found[0]
         seen.update(t.task_id for t in level)
@@ -126,7 +132,7 @@ class GatedEnergyListener:
 
         settings = _settings_of(sensor)
         metering = Metering.start(settings.energy_meter, task_instance.task_id)
-        self.running[_key(task_instance)] = Metered(sensor.task_id, settings, metering, utcnow())
+        self.running[_key(task_instance)] = Metered(sensor.task_id, settings, metering, utcnow(), sensor)
 
     def finish_safely(self, task_instance: Any) -> None:
         try:
@@ -145,6 +151,7 @@ class GatedEnergyListener:
         from airflow_carbon.clock import utcnow
         from airflow_carbon.hooks.metrics import CarbonMetricsHook
         from airflow_carbon.metrics.gated import GatedTry, record_gated, sensor_row
+        from airflow_carbon.operators.runtime import source_refs
 
         ended_at = utcnow()
         components, notes = metered.metering.stop()
@@ -155,13 +162,23 @@ class GatedEnergyListener:
         engine = CarbonMetricsHook(settings.metrics_conn_id).get_store().engine
         sensor = sensor_row(engine, dag_id, run_id, metered.sensor_task_id, map_index)
         delay = timedelta(seconds=(sensor or {}).get("delay_s") or 0.0)
-        emissions_g, baseline_g = _emissions(f"{dag_id}.{task_id}", settings, metered.started_at, ended_at,
+        job_id = f"{dag_id}.{task_id}"
+        emissions_g, baseline_g = _emissions(job_id, settings, source_refs(settings), metered.started_at, ended_at,
                                              energy.energy_kwh, delay)
+        home_g = None
+        if hasattr(metered.gate, "region_sources") and sensor is not None and sensor.get("home_region"):
+            # A choice between regions: the run in the chosen region; the baseline and the split from the home one.
+            by_region = metered.gate.region_sources(settings)
+            emissions_g, _ = _emissions(job_id, settings, by_region[sensor["region"]], metered.started_at, ended_at,
+                                        energy.energy_kwh, delay)
+            home_g, baseline_g = _emissions(job_id, settings, by_region[sensor["home_region"]], metered.started_at,
+                                            ended_at, energy.energy_kwh, delay)
         row = GatedTry(dag_id, task_id, run_id, map_index, try_number, sensor_task_id=metered.sensor_task_id,
                        sensor_map_index=sensor["map_index"] if sensor else -1,
                        sensor_try_number=sensor["try_number"] if sensor else 1, started_at=metered.started_at,
                        ended_at=ended_at, energy_kwh=energy.energy_kwh, energy_method=energy.method,
-                       energy_scope=energy.scope, emissions_g=emissions_g, baseline_emissions_g=baseline_g)
+                       energy_scope=energy.scope, emissions_g=emissions_g, baseline_emissions_g=baseline_g,
+                       home_emissions_g=home_g)
         if not record_gated(engine, row, utcnow()):
             log.warning("carbon: task %r drew %.6f kWh (%s) after sensor %r let it run, but the sensor has no finished "
                         "record in the metrics store; the energy is kept in carbon_gated_energy only", task_id,
@@ -171,16 +188,15 @@ class GatedEnergyListener:
                  energy.energy_kwh, energy.method, energy.scope, metered.sensor_task_id)
 
 
-def _emissions(job_id: str, settings: Any, started_at: datetime, ended_at: datetime, energy_kwh: float,
-               delay: timedelta) -> tuple[float | None, float | None]:
-    """The run's emissions on the sensor's sources, and had it started ``delay`` earlier (had the sensor not
-    waited); None where no source covers them."""
+def _emissions(job_id: str, settings: Any, sources: list[Any], started_at: datetime, ended_at: datetime,
+               energy_kwh: float, delay: timedelta) -> tuple[float | None, float | None]:
+    """The run's emissions on ``sources``, and had it started ``delay`` earlier (had its gate not waited); None
+    where no source covers them."""
     from airflow_carbon.accounting import account
     from airflow_carbon.hooks.sources import load_first
-    from airflow_carbon.operators.runtime import source_refs
 
     ready_at = started_at - delay
-    reading = load_first(source_refs(settings), ended_at, ended_at - ready_at + timedelta(hours=1))
+    reading = load_first(sources, ended_at, ended_at - ready_at + timedelta(hours=1))
     if reading.series is None:
         return None, None
     accounted = account(job_id=job_id, policy=settings.policy, reason=GATED_REASON, ready_at=ready_at,

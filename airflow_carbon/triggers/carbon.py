@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon.clock import utcnow
+from airflow_carbon.control import Override
 from airflow_carbon.forecasting.extend import covers, horizon_for
 from airflow_carbon.hooks.site import NO_SOLAR, SolarSite, aforecast, afree, aread_solar, solar_for_event
 from airflow_carbon.hooks.sources import aforecast_beyond, aload, aload_first, within
@@ -92,6 +93,8 @@ class CarbonWindowTrigger(BaseTrigger):
         self.task_settings = CarbonSettings.from_json("trigger", task_settings) if task_settings else None
         self.solar = SolarSite.from_dict(solar) if solar else None
         self._awaited_load = False
+        self._reading, self._solar = Reading(None, None, None), NO_SOLAR
+        self._planned_start: datetime | None = None
         self.wake_offset = timedelta(seconds=random.uniform(0.0, min(WAKE_SPREAD_S, self.refresh_s / 10)))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -140,8 +143,6 @@ class CarbonWindowTrigger(BaseTrigger):
 
     async def _wait(self, key: TaskTryKey, watch: ControlWatch | None,
                     waiting: Waiting | None) -> AsyncIterator[TriggerEvent]:
-        reading, solar = Reading(None, None, None), NO_SOLAR
-        planned_start: datetime | None = None
         pacer = loop_pacer()
         log = self.log  # made anew on each access: once per trigger, not once per round of 10,000 triggers
         while True:
@@ -151,20 +152,14 @@ class CarbonWindowTrigger(BaseTrigger):
             # At the deadline the decision is "run" whatever the signal says: the event keeps the last read's.
             if now < self.deadline:
                 self._awaited_load = False
-                reading = await self._cached_extended(await aload_first(self.signals, now, load=self._cached), now)
-                if self.solar is not None:
-                    solar = await aread_solar(self.solar, now, self.deadline + self.job.duration,
-                                              forecast=self._cached_forecast, free=self._cached_free)
+                await self._read(now)
                 if self._awaited_load:  # a shared load wakes all who waited on it at once: queue again
                     await pacer.turn(max_wait_s=(self.deadline - utcnow()).total_seconds())
                     began_cpu_s = time.thread_time()
-            decision = self._decide(now, reading, solar.free, planned_start)
-            planned_start = decision.start
+            decision = self._plan(now)
             override = watch.override(key, now) if watch is not None else None
             if decision.run_now or override is not None:
-                event = CarbonEvent.of(decision, self.ready_at, self.deadline, reading, self.task_settings,
-                                       tuple(self.signals), **solar_for_event(solar, now, self.job.duration),
-                                       override=override)
+                event = self._event(decision, now, override)
                 if event.override is not None:
                     log.info("carbon: %s by %s at %s (%s): running now instead of at the planned start %s",
                              event.reason, override.by, override.at, override.note or "no reason given",
@@ -176,7 +171,7 @@ class CarbonWindowTrigger(BaseTrigger):
                 yield TriggerEvent(payload)
                 return
             # From after the read, so the next refresh finds this read stale rather than planning on it again.
-            wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s(reading.series)), self.deadline)
+            wake = min(decision.start, utcnow() + timedelta(seconds=self._refresh_s()), self.deadline)
             log.info("next check at %s; planned start %s (%s); deadline %s", wake, decision.start,
                      decision.reason, self.deadline)
             if watch is not None and waiting is not None:
@@ -184,6 +179,25 @@ class CarbonWindowTrigger(BaseTrigger):
                 waiting.told = False  # told to run, then not any more (a switch's window closed): wait again
             pacer.spent(time.thread_time() - began_cpu_s)
             await sleep_until(self._spread(wake), waiting)
+
+    async def _read(self, now: datetime) -> None:
+        """Read the signal (and the site's solar) for this refresh's plan."""
+        self._reading = await self._cached_extended(await aload_first(self.signals, now, load=self._cached), now,
+                                                    self.signals)
+        if self.solar is not None:
+            self._solar = await aread_solar(self.solar, now, self.deadline + self.job.duration,
+                                            forecast=self._cached_forecast, free=self._cached_free)
+
+    def _plan(self, now: datetime) -> Decision:
+        """This refresh's decision, from the start the last one planned."""
+        decision = self._decide(now, self._reading, self._solar.free, self._planned_start)
+        self._planned_start = decision.start
+        return decision
+
+    def _event(self, decision: Decision, now: datetime, override: Override | None) -> CarbonEvent:
+        return CarbonEvent.of(decision, self.ready_at, self.deadline, self._reading, self.task_settings,
+                              tuple(self.signals), **solar_for_event(self._solar, now, self.job.duration),
+                              override=override)
 
     def _decide(self, now: datetime, reading: Reading, solar_free: Series | None,
                 planned_start: datetime | None) -> Decision:
@@ -219,9 +233,12 @@ class CarbonWindowTrigger(BaseTrigger):
         would otherwise all resume at the same instant, in one turn of the event loop."""
         return wake if wake >= self.deadline else min(wake + self.wake_offset, self.deadline)
 
-    def _refresh_s(self, series: Series | None) -> float:
+    def _refresh_s(self) -> float:
         """Re-plan at the refresh interval, never less often than the data changes."""
-        return min(self.refresh_s, float(series.period_s)) if series is not None else self.refresh_s
+        return min([self.refresh_s, *(float(series.period_s) for series in self._series_read())])
+
+    def _series_read(self) -> list[Series]:
+        return [self._reading.series] if self._reading.series is not None else []
 
     async def _cached(self, ref: SourceRef, now: datetime, history: timedelta) -> tuple[Series, str | None]:
         """A source's read through the triggerer's shared cache; after a failure, the last good one if recent.
@@ -238,16 +255,16 @@ class CarbonWindowTrigger(BaseTrigger):
             self.log.warning("%s failed; planning on its series from %.0f s ago", ref.name, last[1])
             return last[0]
 
-    async def _cached_extended(self, reading: Reading, now: datetime) -> Reading:
-        """The reading carried to the deadline by its source's forecaster: one forecast per source and horizon
-        (in whole days) per refresh, however many tasks wait on it."""
+    async def _cached_extended(self, reading: Reading, now: datetime, signals: list[SourceRef]) -> Reading:
+        """The reading carried to the deadline by its source's forecaster (one of ``signals``): one forecast per
+        source and horizon (in whole days) per refresh, however many tasks wait on it."""
         until = self.deadline + self.job.duration
         if reading.series is None or covers(reading.series, until):
             return reading
-        forecaster = next((ref.forecaster for ref in self.signals if ref.name == reading.served_by), None)
+        forecaster = next((ref.forecaster for ref in signals if ref.name == reading.served_by), None)
         key = ("extended", reading.served_by, forecaster, horizon_for(now, until).days)
         try:
-            return await self._shared(key, lambda: aforecast_beyond(reading, self.signals, now, until,
+            return await self._shared(key, lambda: aforecast_beyond(reading, signals, now, until,
                                                                     load=self._cached), self.refresh_s)
         except Exception as error:  # planning on the series in hand beats not planning
             self.log.warning("the forecast past the end of %s failed (%s: %s); planning on its series alone",

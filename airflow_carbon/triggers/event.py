@@ -7,14 +7,15 @@ No Airflow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from airflow_carbon.control import Override
 from airflow_carbon.errors import CarbonError
-from airflow_carbon.planning import Decision, Reason
+from airflow_carbon.planning import Decision, Job, PolicySettings, Reason
+from airflow_carbon.planning.regions import Candidate, choose_region
 from airflow_carbon.settings import CarbonSettings
 from airflow_carbon.signals.series import Series
 from airflow_carbon.signals.source import Reading, SourceRef
@@ -26,6 +27,48 @@ class InvalidEventError(CarbonError, ValueError):
 
 
 @dataclass(frozen=True)
+class Candidacy:
+    """A region a choice between regions may send its work to: the task that runs there, the sources read for it
+    (its own, or the task's with its region), and how much higher its emissions count when compared."""
+
+    region: str
+    task_id: str
+    sources: tuple[SourceRef, ...]
+    penalty_pct: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"region": self.region, "task_id": self.task_id, "sources": [ref.to_dict() for ref in self.sources],
+                "penalty_pct": self.penalty_pct}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidacy:
+        return cls(str(data["region"]), str(data["task_id"]),
+                   tuple(SourceRef.from_dict(ref) for ref in data["sources"]), float(data.get("penalty_pct") or 0.0))
+
+
+@dataclass(frozen=True)
+class RegionChoice:
+    """Where a choice between regions sends its work: the region, its task, the home region (the baseline), each
+    candidate's expected emissions at its own best start (None where its signal failed) and the failed regions."""
+
+    region: str
+    task_id: str
+    home: str
+    expected_g: dict[str, float | None] = field(default_factory=dict)
+    failed: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region, "task_id": self.task_id, "home": self.home, "expected_g": self.expected_g,
+                "failed": list(self.failed)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RegionChoice:
+        return cls(str(data["region"]), str(data["task_id"]), str(data["home"]),
+                   {str(k): None if v is None else float(v) for k, v in dict(data.get("expected_g") or {}).items()},
+                   tuple(data.get("failed") or ()))
+
+
+@dataclass(frozen=True)
 class CarbonEvent:
     """The decision that ended the wait, the task's ready time and deadline, and the read it was made on.
 
@@ -34,6 +77,7 @@ class CarbonEvent:
     :param solar_served_by: the solar source whose forecast the plan counted on; None without solar.
     :param solar_forecast: that forecast over the task's expected run, for its reservation when it starts.
     :param override: who made the task run before its plan (a release, eco-mode off), when and why.
+    :param choice: a choice between regions: where it sends the work; ``sources`` are then the chosen region's.
     """
 
     decision: Decision
@@ -49,6 +93,7 @@ class CarbonEvent:
     solar_served_by: str | None = None
     solar_forecast: Series | None = None
     override: Override | None = None
+    choice: RegionChoice | None = None
 
     @classmethod
     def of(cls, decision: Decision, ready_at: datetime, deadline: datetime, reading: Reading,
@@ -65,6 +110,28 @@ class CarbonEvent:
                    reading.signal_kind, (*reading.failed_sources, *solar_failures),
                    bool(series is not None and series.replayed), settings, sources, solar_served_by, solar_forecast,
                    override)
+
+    @classmethod
+    def of_choice(cls, policy: str, settings: PolicySettings, candidacies: Sequence[Candidacy],
+                  readings: Mapping[str, Reading], *, now: datetime, ready_at: datetime, deadline: datetime, job: Job,
+                  task_settings: CarbonSettings | None, planned: tuple[str, datetime] | None = None,
+                  override: Override | None = None) -> CarbonEvent:
+        """The event of a choice between regions, planned on each candidate's reading; with an ``override`` the
+        work runs now, in the region least emitting now (penalties counted)."""
+        candidates = [Candidate(c.region, readings[c.region].series, readings[c.region].upper, c.penalty_pct)
+                      for c in candidacies]
+        chosen = choose_region(policy, candidates, now=now, deadline=deadline, job=job, settings=settings,
+                               planned=planned)
+        if override is not None and not chosen.decision.run_now:
+            chosen = choose_region("immediate", candidates, now=now, deadline=deadline, job=job, settings=settings)
+        by_region = {c.region: c for c in candidacies}
+        failed_sources = tuple(f"{c.region}: {failure}" for c in candidacies
+                               for failure in readings[c.region].failed_sources)
+        event = cls.of(chosen.decision, ready_at, deadline, readings[chosen.region], task_settings,
+                       by_region[chosen.region].sources, override=override)
+        choice = RegionChoice(chosen.region, by_region[chosen.region].task_id, chosen.home, chosen.expected_g,
+                              chosen.failed)
+        return replace(event, failed_sources=failed_sources, choice=choice)
 
     @property
     def reason(self) -> str:
@@ -89,6 +156,7 @@ class CarbonEvent:
             "override": None if self.override is None else {
                 "reason": self.override.reason, "by": self.override.by, "at": self.override.at.isoformat(),
                 "note": self.override.note},
+            "choice": self.choice.to_json() if self.choice is not None else None,
         }
 
     @classmethod
@@ -110,6 +178,7 @@ class CarbonEvent:
                 solar_served_by=data.get("solar_served_by"),
                 solar_forecast=Series.from_json(data["solar_forecast"]) if data.get("solar_forecast") else None,
                 override=_override(data.get("override")),
+                choice=RegionChoice.from_json(data["choice"]) if data.get("choice") else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidEventError(f"task {task_id!r}: not a carbon trigger event ({type(error).__name__}: "

@@ -54,6 +54,26 @@ def test_two_downstream_tries_add_up_on_the_sensor_and_say_how_their_energy_was_
         ("a", -1), ("b", 3)]
 
 
+def test_after_a_choice_between_regions_the_saving_splits_into_time_and_place(store):
+    """Home when ready 10 g, home at the start 8 g (the time saved 2 g), the chosen region then 1 g (the place 7 g)."""
+    store.write(replace(sensor_record(), region="FR", home_region="DE", chosen_task_id="work"))
+    record_gated(store.engine, replace(downstream(emissions_g=0.6, baseline_emissions_g=6.0), home_emissions_g=5.0),
+                 NOW)
+    record_gated(store.engine, replace(downstream(try_number=2, emissions_g=0.4, baseline_emissions_g=4.0),
+                                       home_emissions_g=3.0), NOW)
+    row = the_sensor(store)
+    assert (row["emissions_g"], row["baseline_emissions_g"]) == (pytest.approx(1.0), pytest.approx(10.0))
+    assert row["saved_time_g"] == pytest.approx(2.0) and row["saved_place_g"] == pytest.approx(7.0)
+    assert row["saved_time_g"] + row["saved_place_g"] == pytest.approx(row["saved_g"])
+    assert (row["region"], row["home_region"]) == ("FR", "DE")
+
+
+def test_a_sensors_saving_is_not_split(store):
+    store.write(sensor_record())
+    record_gated(store.engine, downstream(), NOW)
+    assert (the_sensor(store)["saved_time_g"], the_sensor(store)["saved_place_g"]) == (None, None)
+
+
 def test_the_same_downstream_try_written_twice_counts_once_with_its_latest_figures(store):
     store.write(sensor_record())
     record_gated(store.engine, downstream(energy_kwh=0.01), NOW)
