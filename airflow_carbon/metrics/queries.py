@@ -50,7 +50,8 @@ FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2199, 12, 31)
 
 HISTORY_COLUMNS = ("dag_id", "day", "tasks_run", "delayed", "forced_by_deadline", "served_by_fallback", "energy_kwh",
-                   "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g", "saved_pct")
+                   "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g", "saved_pct",
+                   "saved_time_g", "saved_place_g")
 SOLAR_COLUMNS = ("site", "day", "output_kwh", "measured_kwh", "output_basis", "used_kwh", "tasks_run", "solar_kwh",
                  "grid_kwh")
 TASK_COLUMNS = RUN_FIELDS
@@ -167,7 +168,10 @@ def _derived(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 def history(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | None = None
             ) -> list[dict[str, Any]]:
     """Completed tries per DAG and UTC day (the day each started): counts, energy (on-site solar and grid),
-    emissions and savings."""
+    emissions and savings, and of the savings of choices between regions what the time and the place saved.
+
+    A choice's record counts under its chosen region (``region``), so the ``region`` filter finds it there.
+    """
     day = utc_day(_run_at, engine.dialect.name).label("day")
     query = (
         select(
@@ -182,6 +186,9 @@ def history(engine: Engine, dag_ids: Collection[str] | None, filters: Filters | 
             _total(T.emissions_g).label("emissions_g"),
             _total(T.baseline_emissions_g).label("baseline_emissions_g"),
             _total(T.saved_g).label("saved_g"),
+            # A choice between regions splits its saving; null where no try of the day made one.
+            func.sum(T.saved_time_g).label("saved_time_g"),
+            func.sum(T.saved_place_g).label("saved_place_g"),
             # The saving's own baseline: tries the signal did not cover have no saving to weigh.
             _total(case((T.saved_g.is_not(None), T.baseline_emissions_g))).label("saved_base_g"),
         )

@@ -57,6 +57,10 @@ class HistoryDay(BaseModel):
     baseline_emissions_g: float
     saved_g: float
     saved_pct: float | None = None
+    saved_time_g: float | None = Field(None, description="of the savings of choices between regions, what waiting "
+                                                         "saved; null when no try of the day chose a region")
+    saved_place_g: float | None = Field(None, description="of the savings of choices between regions, what moving "
+                                                          "saved; null when no try of the day chose a region")
 
 
 class SolarDay(BaseModel):

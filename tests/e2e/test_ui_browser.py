@@ -79,6 +79,22 @@ def seed_solar_try(store: MetricsStore, start: datetime, *, measured: bool) -> N
         saved_g=100.0 * (6.0 - solar_kwh), estimated=not measured))
 
 
+def seed_choice(store: MetricsStore) -> TaskTryKey:
+    """A choice between regions whose chosen task has finished: FR over its home DE, PL's signal failed; 450 g saved
+    against DE when ready, 100 g of it by waiting, 350 g by moving."""
+    ready = datetime.now(UTC).replace(hour=5, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    key = TaskTryKey(DAG_ID, "choose_region", "manual__choice")
+    store.write(TaskTryRecord(
+        **asdict(key), state="completed", region="FR", home_region="DE", chosen_task_id="evaluate_fr",
+        region_expected_g={"DE": 400.0, "FR": 50.0, "PL": None}, failed_sources=["PL: conn:em_pl: HTTP 503"],
+        source="bundled:FR", served_by="bundled:FR", policy="forecast", reason="green_window", ready_at=ready,
+        deadline=ready + timedelta(hours=4), decided_at=ready, planned_start=ready + timedelta(hours=1),
+        started_at=ready + timedelta(hours=1), ended_at=ready + timedelta(hours=2), delay_s=3600.0, energy_kwh=1.0,
+        emissions_g=50.0, baseline_emissions_g=500.0, saved_g=450.0, saved_time_g=100.0, saved_place_g=350.0,
+        energy_method="gated: cpu=measured-rapl", energy_scope="gated"))
+    return key
+
+
 def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(airflow_cluster):
     from playwright.sync_api import expect, sync_playwright
 
@@ -162,6 +178,21 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
         expect(page.locator("main")).to_contain_text("waiting", timeout=60_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(SCREENSHOTS / "carbon_decision.png"), full_page=True)
+
+        # A choice between regions: where it ran, every candidate, and its saving split into time and place.
+        choice = seed_choice(store)
+        page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{choice.run_id}/{choice.task_id}?map_index=-1")
+        where = page.locator(".where")
+        expect(where).to_contain_text("Chosen regionFR", timeout=60_000)
+        expect(where).to_contain_text("Task that runs thereevaluate_fr")
+        expect(where.locator("tbody tr")).to_have_text([
+            re.compile(r"^DE\s*400 g\s*home: the baseline$"), re.compile(r"^FR\s*50 g\s*chosen$"),
+            re.compile("^PL\\s*\u2013\\s*its signal failed: PL: conn:em_pl: HTTP 503$")])
+        expect(where.locator(".split")).to_have_text("Time saved 100 g, place saved 350 g.")
+        # The history filtered to FR holds the choice alone, under the region it chose, with its split.
+        page.goto(f"{cluster.base_url}/carbon/?region=FR")
+        expect(page.locator("#history-body .split").first).to_have_text("time 100 g · place 350 g", timeout=60_000)
+        expect(page.locator("#history-body tbody tr")).to_have_count(1)
         browser.close()
 
     links = cluster.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/links")

@@ -39,7 +39,8 @@ def test_history_aggregates_per_dag_and_utc_day(seeded):
     assert day1 == {"dag_id": "dag_a", "day": "2024-06-01", "tasks_run": 2, "delayed": 1, "forced_by_deadline": 0,
                     "served_by_fallback": 0, "energy_kwh": pytest.approx(0.7), "solar_kwh": 0.0,
                     "grid_kwh": pytest.approx(0.7), "emissions_g": 90.0,
-                    "baseline_emissions_g": 140.0, "saved_g": 50.0, "saved_pct": pytest.approx(100 * 50 / 140)}
+                    "baseline_emissions_g": 140.0, "saved_g": 50.0, "saved_pct": pytest.approx(100 * 50 / 140),
+                    "saved_time_g": None, "saved_place_g": None}
 
 
 def test_a_try_counts_for_the_day_it_started_with_deadline_and_fallback_counted(seeded):

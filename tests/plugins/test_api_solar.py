@@ -159,7 +159,7 @@ def test_the_history_gains_solar_and_grid_energy(api, client):
     csv = client.get("/carbon/api/history.csv", params={"dag_id": "dag_a", "start": "2024-06-03"}, headers=headers)
     header, *lines = csv.text.splitlines()
     assert header == ("dag_id,day,tasks_run,delayed,forced_by_deadline,served_by_fallback,energy_kwh,solar_kwh,"
-                      "grid_kwh,emissions_g,baseline_emissions_g,saved_g,saved_pct")
+                      "grid_kwh,emissions_g,baseline_emissions_g,saved_g,saved_pct,saved_time_g,saved_place_g")
     assert [line.split(",")[7:9] for line in lines] == [["1.5", "1.75"], ["1.0", "0.0"]]
 
 

@@ -53,6 +53,13 @@ ENERGY_FIELDS = {"energy_method": "cpu=estimated-cpu-model, ram=estimated-ram-mo
                  "energy_breakdown_kwh": {"cpu": 0.0004, "ram": 0.00005}, "pue": 1.2,
                  "energy_notes": ["cpu: codecarbon's constant 4 W per thread: the CPU model is not in its table"],
                  "expected_duration_s": 600.0, "expected_energy_kwh": 0.0006, "expected_from": "history (n=3)"}
+#: A run whose task chose between regions: FR over its home DE, PL's signal failed; its chosen task has finished.
+CHOICE_RUN = "chose_a_region"
+#: The same choice before its chosen task finished: no energy, no split yet.
+CHOICE_PENDING_RUN = "chose_a_region_running"
+CHOICE_FIELDS = {"region": "FR", "home_region": "DE", "chosen_task_id": "evaluate_fr",
+                 "region_expected_g": {"DE": 412.0, "FR": 48.5, "PL": None},
+                 "failed_sources": ["PL: conn:<b>em_pl</b>: HTTP 503"], "energy_scope": "gated"}
 #: What the stub's release route was asked, in order.
 RELEASES: list[dict[str, Any]] = []
 PAGES = ["/", "/dag/translate_docs", "/task/translate_docs/scheduled__2025-03-01T00:00:00+00:00/translate?map_index=-1",
@@ -119,6 +126,9 @@ def seeded_tasks() -> list[dict[str, Any]]:
                     "emissions_g": emissions, "baseline_emissions_g": baseline_g, "saved_g": baseline_g - emissions,
                     "estimated": index == 1, "served_by": "electricitymaps", "failed_sources": [],
                 })
+                if day == 2 and dag_id == "translate_docs":  # the last day's translations chose between regions
+                    saved = rows[-1]["saved_g"]
+                    rows[-1] |= {"saved_time_g": round(saved / 4, 3), "saved_place_g": round(saved - saved / 4, 3)}
     return rows
 
 
@@ -162,6 +172,9 @@ def history_rows(dag_id: str = "", task_id: str = "", region: str = "") -> list[
         day["delayed"] += row["delay_s"] > 0
         for name in ("energy_kwh", "solar_kwh", "grid_kwh", "emissions_g", "baseline_emissions_g", "saved_g"):
             day[name] = day.get(name, 0.0) + row[name]
+        for name in ("saved_time_g", "saved_place_g"):  # as SQL sums: null where no try has the figure
+            if row.get(name) is not None:
+                day[name] = day.get(name, 0.0) + row[name]
     return [day | {"saved_pct": 100 * day["saved_g"] / day["baseline_emissions_g"]} for day in days.values()]
 
 
@@ -233,6 +246,11 @@ def stub_api(*, empty: bool = False) -> APIRouter:
         deferred = first | common | {"state": "deferred", "started_at": None, "ended_at": None}
         if run_id == REPLAYED_RUN:  # try 1 planned on the bundled data replayed onto today, try 2 on a live source
             deferred["signal"], retry["signal"] = "replay of /data/de_ci.csv", "electricitymaps:DE"
+        if run_id == CHOICE_RUN:
+            return [retry | CHOICE_FIELDS | {"energy_method": "gated: cpu=measured-rapl", "saved_time_g": 120.0,
+                                             "saved_place_g": -15.5}]
+        if run_id == CHOICE_PENDING_RUN:
+            return [retry | CHOICE_FIELDS | {"energy_method": "none", "energy_kwh": 0.0, "saved_g": None}]
         if run_id == WAITING_RUN:  # one try, deferred in Airflow too
             return [deferred | {"airflow_state": "deferred", "airflow_try_number": 1}]
         return [deferred, retry]
@@ -655,6 +673,35 @@ def test_a_finished_try_shows_expected_beside_measured_and_how_its_energy_was_ob
     dom = dump_dom(f"{live_url}/task/translate_docs/{OLD_RUN}/translate?map_index=-1")
     assert re.search(r"<dt>Method</dt><dd[^>]*>declared or assumed \(recorded before energy methods\)</dd>", dom)
     assert "Expected from: not recorded (recorded before expectations)" in dom
+
+
+def test_the_decision_of_a_choice_between_regions_says_where_and_splits_the_saving(live_url):
+    dom = dump_dom(f"{live_url}/task/translate_docs/{CHOICE_RUN}/choose_region?map_index=-1")
+    where = re.search(r'<div class="where">.*?</p>', dom, re.S).group(0)
+    assert re.search(r"<dt>Chosen region</dt><dd[^>]*>FR</dd>", where)
+    assert re.search(r"<dt>Task that runs there</dt><dd[^>]*>evaluate_fr</dd>", where)
+    assert re.search(r"<dt>Home region</dt><dd[^>]*>DE</dd>", where)
+    rows = [[re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", where.split("<tbody>")[1], re.S)]
+    assert rows == [["DE", "412 g", "home: the baseline"], ["FR", "48.5 g", "chosen"],
+                    ["PL", "\u2013", "its signal failed: PL: conn:&lt;b&gt;em_pl&lt;/b&gt;: HTTP 503"]], rows
+    assert "<b>em_pl" not in dom
+    assert re.sub(r"<[^>]+>", "", re.search(r'<p class="split">.*?</p>', where).group(0)) == (
+        "Time saved 120 g, place saved -15.5 g.")
+    assert '<span class="bad">-15.5 g</span>' in where and '<span class="good">120 g</span>' in where
+
+    dom = dump_dom(f"{live_url}/task/translate_docs/{CHOICE_PENDING_RUN}/choose_region?map_index=-1")
+    assert "are added to this record when evaluate_fr finishes." in dom and "Time saved" not in dom
+    # A try without a choice has no such section.
+    assert '<div class="where">' not in dump_dom(f"{live_url}/task/translate_docs/run_1/translate?map_index=-1")
+
+
+def test_the_history_shows_the_split_of_the_saving_where_tasks_chose_a_region(live_url):
+    dom = dump_dom(f"{live_url}/?dag_id=translate_docs")
+    splits = re.findall(r'<div class="small muted split">time ([^<]*) · place ([^<]*)</div>', dom)
+    # The last day's row and the total, the days before without a choice have none.
+    assert len(splits) == 2 and all(part != "\u2013" for split in splits for part in split), splits
+    assert splits[0] == splits[1]
 
 
 def test_a_decision_whose_latest_try_waits_offers_run_now(live_url):

@@ -120,11 +120,27 @@ const HISTORY_COLUMNS = [
   {
     label: "Saved",
     num: true,
-    value: (r) => el("span", { class: isNum(r.saved_g) ? (r.saved_g > 0 ? "good" : r.saved_g < 0 ? "bad" : undefined) : undefined },
-      grams(r.saved_g)),
+    value: (r) => [el("span", { class: isNum(r.saved_g) ? (r.saved_g > 0 ? "good" : r.saved_g < 0 ? "bad" : undefined) : undefined },
+      grams(r.saved_g)), splitText(r)],
+    title: (r) => (hasSplit(r) ? "of the tasks that chose a region: what waiting saved and what moving saved" : ""),
   },
   { label: "% saved", num: true, value: (r) => pct(r.saved_pct) },
 ];
+
+/** Days some of whose tasks chose between regions split their saving into what the time and the place saved. */
+const hasSplit = (r) => isNum(r.saved_time_g) || isNum(r.saved_place_g);
+
+function splitText(r) {
+  return hasSplit(r)
+    ? el("div", { class: "small muted split" }, `time ${grams(r.saved_time_g)} · place ${grams(r.saved_place_g)}`)
+    : null;
+}
+
+/** A sum over the rows that have the figure; null when none has it. */
+function sumKnown(rows, key) {
+  const known = rows.filter((r) => isNum(r[key]));
+  return known.length ? sum(known, key) : null;
+}
 
 function totals(rows) {
   const baseline = sum(rows, "baseline_emissions_g");
@@ -142,6 +158,8 @@ function totals(rows) {
     baseline_emissions_g: baseline,
     saved_g: saved,
     saved_pct: baseline > 0 ? (100 * saved) / baseline : null,
+    saved_time_g: sumKnown(rows, "saved_time_g"),
+    saved_place_g: sumKnown(rows, "saved_place_g"),
   };
 }
 
@@ -346,7 +364,8 @@ async function drawIntensity(key, tasks, deferred) {
       ...mine.map((r) => ({
         label: `${r.dag_id} · ${r.task_id}${isNum(r.map_index) && r.map_index >= 0 ? ` [${r.map_index}]` : ""}`,
         ready: r.ready_at, start: r.started_at, readyG: r.baseline_intensity_g_per_kwh, startG: r.intensity_g_per_kwh,
-        detail: `${grams(r.emissions_g)} emitted, ${grams(r.saved_g)} saved`,
+        detail: `${grams(r.emissions_g)} emitted, ${grams(r.saved_g)} saved`
+          + (hasSplit(r) ? ` (time ${grams(r.saved_time_g)}, place ${grams(r.saved_place_g)})` : ""),
       })),
       ...waiting.map((r) => ({
         label: `${r.dag_id} · ${r.task_id} (waiting)`, ready: r.ready_at, planned: r.planned_start,

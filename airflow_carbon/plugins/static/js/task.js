@@ -165,6 +165,53 @@ function energySource(row) {
       : null);
 }
 
+/** A signed saving: green when it saved, red when it cost. */
+function signedGrams(g) {
+  return el("span", { class: isNum(g) && g !== 0 ? (g > 0 ? "good" : "bad") : undefined }, grams(g));
+}
+
+/** Whether the chosen task's energy is on the record yet: its rewrite names the method "gated: ...". */
+const chosenTaskFinished = (row) => String(row.energy_method || "").startsWith("gated: ");
+
+/** A choice between regions: where the work ran, what each candidate was expected to emit, the saving's split. */
+function where(row) {
+  const waiting = row.state === "deferred";
+  const failed = Array.isArray(row.failed_sources) ? row.failed_sources.map(String) : [];
+  const expected = row.region_expected_g && typeof row.region_expected_g === "object"
+    ? Object.entries(row.region_expected_g).map(([region, g]) => ({ region, g })) : [];
+  const failure = (region) => failed.filter((entry) => entry.startsWith(`${region}: `)).join("; ");
+  const notes = (r) => {
+    const parts = [];
+    if (r.region === row.region) parts.push(el("span", { class: "badge good" }, waiting ? "planned" : "chosen"));
+    if (r.region === row.home_region) parts.push(el("span", { class: "badge" }, "home: the baseline"));
+    if (!isNum(r.g)) {
+      const why = failure(r.region);
+      parts.push(el("span", { class: "bad" }, `its signal failed${why ? `: ${why}` : ""}`));
+    }
+    return parts.flatMap((part, i) => (i ? [" ", part] : [part]));
+  };
+  const split = isNum(row.saved_time_g) || isNum(row.saved_place_g)
+    ? el("p", { class: "split" }, "Time saved ", signedGrams(row.saved_time_g), ", place saved ",
+      signedGrams(row.saved_place_g), ".")
+    : el("p", { class: "split muted" }, chosenTaskFinished(row)
+      ? "The saving is not split: no baseline in the home region."
+      : `The energy, the emissions and the saving, split into what the time and what the place saved, are added `
+        + `to this record when ${text(row.chosen_task_id)} finishes.`);
+  return el("div", { class: "where" },
+    el("div", { class: "section-label" }, "Where"),
+    el("dl", { class: "facts" },
+      fact(waiting ? "Planned region" : "Chosen region", text(row.region)),
+      fact("Task that runs there", text(row.chosen_task_id)),
+      fact("Home region", text(row.home_region), "the first candidate: the baseline is this region, run when ready"),
+    ),
+    expected.length ? table([
+      { label: "Candidate", value: (r) => r.region },
+      { label: "Expected emissions at its best start", num: true, value: (r) => grams(r.g) },
+      { label: "", value: notes },
+    ], expected, { stack: false }) : null,
+    waiting ? null : split);
+}
+
 /** The store keeps a try deferred that Airflow moved on (marked, cleared, queued, deleted): it is not waiting. */
 const isStale = (row) => row.state === "deferred" && !isWaiting(row);
 
@@ -209,6 +256,7 @@ function tryPanel(row, index) {
         latest ? fact("In Airflow now", airflowStateText(row),
           "the task instance's state in Airflow's own database, and its try when not this one") : null,
       ),
+      row.home_region ? where(row) : null,
       compare(row.expected_emissions_now_g, row.expected_emissions_at_start_g),
       completed ? [record(row), expectedVsMeasured(row), energySource(row)]
         : el("p", { class: "muted" }, "The record appears here once this try has run."),
