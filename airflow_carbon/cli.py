@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 
 #: The largest input file ``simulate`` reads; a larger one is refused before it is opened.
 MAX_INPUT_BYTES = 100 * 1024 * 1024
+#: How ``metrics`` prints rows; the first is the default.
+METRICS_FORMATS = ("json", "csv", "table")
+#: The columns of ``metrics --format table``; ``json`` and ``csv`` print every column of the record.
+TABLE_COLUMNS = ("dag_id", "task_id", "run_id", "map_index", "try_number", "state", "reason", "region", "ready_at",
+                 "started_at", "delay_s", "emissions_g", "saved_g")
 
 
 def duration(text: str) -> timedelta:
@@ -140,6 +145,13 @@ def budget_grams(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of grams above 0, got {text!r}")
     return value
+
+
+def filter_value(text: str) -> str:
+    """A DAG, task or run id to match exactly: an empty one would match nothing and say nothing."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def audit_limit(text: str) -> int:
@@ -239,8 +251,15 @@ def parser() -> argparse.ArgumentParser:
     solar.add_argument("--period", type=duration, default=timedelta(seconds=10), help="period of the values (10s)")
     solar.add_argument("--measured", type=Path, help="also write this logger file")
     solar.add_argument("--measured-kw", type=float, default=1.5, help="the logged output once sunny (1.5)")
-    metrics = commands.add_parser("metrics", help="print the metrics store's rows (needs Airflow's configuration)")
-    metrics.add_argument("--dag-id")
+    metrics = commands.add_parser("metrics", help="print the metrics store's rows (needs Airflow's configuration)",
+                                  description="Print the store's task tries, in key order, on stdout; every log "
+                                              "line goes to stderr, so the output can be piped (| jq).")
+    metrics.add_argument("--format", choices=METRICS_FORMATS, default=None,
+                         help="json: one JSON object a line (the default); csv: a header, then one row a try, every "
+                              "column of the record; table: the main columns, aligned, times in UTC")
+    metrics.add_argument("--dag-id", type=filter_value, help="only this DAG's tries")
+    metrics.add_argument("--task-id", type=filter_value, help="only this task's tries")
+    metrics.add_argument("--run-id", type=filter_value, help="only this run's tries")
     metrics.add_argument("--conn-id", default="carbon_metrics_default")
     metrics.add_argument("--flush", action="store_true",
                          help="write the records this host kept while the store was down; exit 1 if any remain")
@@ -341,6 +360,12 @@ def run_metrics(args: argparse.Namespace) -> int:
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
     from airflow_carbon.metrics.migrations import MigrationError
 
+    logs_to_stderr()
+    reading = {"--format": args.format, "--dag-id": args.dag_id, "--task-id": args.task_id, "--run-id": args.run_id}
+    if args.flush or args.upgrade:
+        given = [option for option, value in reading.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: for reading rows, not with --flush or --upgrade")
     hook = CarbonMetricsHook(args.conn_id)
     try:
         hook.url()
@@ -353,14 +378,63 @@ def run_metrics(args: argparse.Namespace) -> int:
     if args.flush:
         return flush_spool(hook)
     try:
-        rows = hook.get_store().rows(dag_id=args.dag_id)
+        rows = hook.get_store().rows(dag_id=args.dag_id, task_id=args.task_id, run_id=args.run_id)
     except (SQLAlchemyError, MigrationError) as error:
         print(f"airflow-carbon: the metrics store at {hook.where()} did not answer: {store_error(hook, error)}",
               file=sys.stderr)
         return 1
-    for row in rows:
-        print(json.dumps(row, default=str, sort_keys=True))
+    print_metrics(rows, args.format or METRICS_FORMATS[0])
     return 0
+
+
+def logs_to_stderr() -> None:
+    """Send Airflow's log handlers, which it sets up on stdout, to stderr: stdout is this command's output alone."""
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
+
+
+def print_metrics(rows: list[dict], output_format: str) -> None:
+    """The store's rows on stdout as ``json`` (one object a line), ``csv`` or an aligned ``table``."""
+    if output_format == "json":
+        for row in rows:
+            print(json.dumps(row, default=str, sort_keys=True))
+    elif output_format == "csv":
+        from airflow_carbon.metrics.record import FIELD_NAMES
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(FIELD_NAMES)
+        writer.writerows([_csv_cell(row.get(name)) for name in FIELD_NAMES] for row in rows)
+    elif not rows:
+        print("no task try in the metrics store matches")
+    else:
+        cells = [list(TABLE_COLUMNS)] + [[_table_cell(row.get(name)) for name in TABLE_COLUMNS] for row in rows]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
+        for line in cells:
+            print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _csv_cell(value: object) -> object:
+    """A value a spreadsheet reads: ISO 8601 instants, JSON lists and maps, empty for none."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _table_cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
 
 def store_error(hook: CarbonMetricsHook, error: BaseException) -> str:
@@ -422,11 +496,13 @@ def actor() -> str:
 
 
 def control_engine(conn_id: str) -> tuple[Engine, CarbonMetricsHook]:
-    """The store's engine, as ``metrics`` reaches it. :raises ValueError: an unknown ``--conn-id``."""
+    """The store's engine, as ``metrics`` reaches it, with logs on stderr so ``--json`` output pipes.
+    :raises ValueError: an unknown ``--conn-id``."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from airflow_carbon.hooks.metrics import CarbonMetricsHook
 
+    logs_to_stderr()
     hook = CarbonMetricsHook(conn_id)
     try:
         hook.url()

@@ -289,6 +289,129 @@ def test_plots_hold_solar_figures_only_when_a_solar_file_is_given(solar, solar_f
     assert "grid_intensity.png" in written and {name for name in written if "solar" in name} == solar_figures
 
 
+# -- metrics: formats and filters -------------------------------------------------------------------
+
+KEYS = [("reports", "summarize", "r1"), ("reports", "summarize", "r2"), ("reports", "tag", "r1"),
+        ("billing", "summarize", "r1")]
+
+
+def seed_store(path) -> None:
+    """One completed try for each of ``KEYS`` in a SQLite store at ``path``."""
+    from airflow_carbon.metrics import MetricsStore
+
+    store = MetricsStore(f"sqlite:///{path}")
+    for dag_id, task_id, run_id in KEYS:
+        store.write(TaskTryRecord(dag_id, task_id, run_id, state="completed", region="DE",
+                                  ready_at=datetime(2024, 6, 1, tzinfo=UTC),
+                                  started_at=datetime(2024, 6, 1, 1, tzinfo=UTC),
+                                  ended_at=datetime(2024, 6, 1, 2, tzinfo=UTC), delay_s=3600.0, emissions_g=50.0,
+                                  saved_g=12.5, failed_sources=["conn:watttime_default"]))
+    store.close()
+
+
+@pytest.fixture
+def seeded_store(monkeypatch, tmp_path):
+    """A store behind ``carbon_metrics_default`` holding ``KEYS``."""
+    path = tmp_path / "metrics.db"
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    seed_store(path)
+    yield path
+    CarbonMetricsHook.reset_store_cache()
+
+
+def printed_keys(out: str) -> list[tuple[str, str, str]]:
+    return [(row["dag_id"], row["task_id"], row["run_id"]) for row in map(json.loads, out.splitlines())]
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ([], sorted(KEYS)),
+    (["--dag-id", "reports"], sorted(KEYS[:3])),
+    (["--task-id", "summarize"], sorted([KEYS[0], KEYS[1], KEYS[3]])),
+    (["--run-id", "r2"], [KEYS[1]]),
+    (["--dag-id", "reports", "--task-id", "summarize", "--run-id", "r1"], [KEYS[0]]),
+    (["--dag-id", "nobody"], []),
+])
+def test_metrics_json_is_one_object_a_line_and_each_filter_narrows_it(seeded_store, filters, expected, capsys):
+    assert main(["metrics", *filters]) == 0
+    out = capsys.readouterr().out
+    assert printed_keys(out) == expected
+    assert main(["metrics", "--format", "json", *filters]) == 0
+    assert capsys.readouterr().out == out  # json is the default
+
+
+def test_metrics_csv_has_every_column_of_the_record_and_reads_back(seeded_store, capsys):
+    from airflow_carbon.metrics.record import FIELD_NAMES
+
+    assert main(["metrics", "--format", "csv", "--task-id", "summarize", "--run-id", "r1"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(row["dag_id"], row["task_id"], row["run_id"]) for row in rows] == sorted([KEYS[0], KEYS[3]])
+    assert tuple(rows[0]) == FIELD_NAMES
+    assert rows[0]["ready_at"] == "2024-06-01T00:00:00+00:00" and float(rows[0]["emissions_g"]) == 50.0
+    assert json.loads(rows[0]["failed_sources"]) == ["conn:watttime_default"] and rows[0]["released_by"] == ""
+
+
+def test_metrics_csv_without_rows_is_its_header(seeded_store, capsys):
+    from airflow_carbon.metrics.record import FIELD_NAMES
+
+    assert main(["metrics", "--format", "csv", "--dag-id", "nobody"]) == 0
+    assert capsys.readouterr().out.splitlines() == [",".join(FIELD_NAMES)]
+
+
+def test_metrics_table_aligns_the_main_columns_in_utc(seeded_store, capsys):
+    from airflow_carbon.cli import TABLE_COLUMNS
+
+    assert main(["metrics", "--format", "table", "--dag-id", "reports", "--run-id", "r1"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == list(TABLE_COLUMNS) and len(lines) == 2
+    assert lines[0].split() == ["reports", "summarize", "r1", "-1", "1", "completed", "-", "DE", "2024-06-01",
+                                "00:00:00", "2024-06-01", "01:00:00", "3600.000", "50.000", "12.500"]
+    assert {line.index("completed") for line in lines} == {header.index("state")}  # aligned under its header
+
+
+def test_metrics_table_without_rows_says_so(seeded_store, capsys):
+    assert main(["metrics", "--format", "table", "--task-id", "nobody"]) == 0
+    assert capsys.readouterr().out == "no task try in the metrics store matches\n"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--format", "xml"], "argument --format: invalid choice: 'xml' (choose from "),
+    (["--task-id", ""], "argument --task-id: must not be empty"),
+    (["--run-id", " "], "argument --run-id: must not be empty"),
+])
+def test_metrics_a_bad_format_or_filter_is_refused_naming_it(args, says, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["metrics", *args])
+    assert exit_info.value.code == 2 and says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", ["--flush", "--upgrade"])
+def test_metrics_format_and_filters_are_not_for_flush_or_upgrade(seeded_store, action, capsys):
+    assert main(["metrics", action, "--format", "csv", "--dag-id", "reports"]) == 2
+    assert one_line_error(capsys) == ("airflow-carbon: error: --format, --dag-id: for reading rows, not with --flush "
+                                      "or --upgrade\n")
+
+
+def test_metrics_stdout_is_its_output_alone_so_it_pipes_into_jq(tmp_path):
+    """The real command, as a user runs it: no connection, so the default store's line is logged, on stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "airflow_home"
+    home.mkdir()
+    seed_store(home / "carbon_metrics.db")
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("AIRFLOW_CONN_", "AIRFLOW__CARBON__", "PYTEST_"))}
+    env["AIRFLOW_HOME"] = str(home)
+    command = Path(sys.executable).with_name("airflow-carbon")
+    result = subprocess.run([str(command), "metrics", "--dag-id", "reports"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=600)  # a guard against a hang on a busy machine only
+    assert result.returncode == 0, result.stderr
+    assert printed_keys(result.stdout) == sorted(KEYS[:3])
+    assert "documented default store" in result.stderr and "documented default store" not in result.stdout
+
+
 # -- people in control: release, eco, budget, audit -------------------------------------------------
 
 @pytest.fixture

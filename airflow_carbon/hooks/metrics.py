@@ -94,7 +94,7 @@ def _fix_scheme(url: URL) -> URL:
     return url
 
 
-_warned_fallbacks: set[str] = set()
+_told_fallbacks: set[str] = set()
 
 
 class CarbonMetricsHook(BaseHook):
@@ -139,14 +139,15 @@ class CarbonMetricsHook(BaseHook):
         return self._url
 
     def _fallback_url(self) -> str:
-        """The SQLite default, said out loud: inside a task the SDK also reports a transient Execution API
-        failure as "not found", so a configured store may be skipped for this hook."""
+        """The SQLite default, said once per process at INFO: it is the documented default, not a fault, yet inside
+        a task the SDK also reports a transient Execution API failure as "not found", so the line names it."""
         if self.carbon_metrics_conn_id != self.default_conn_name:
             raise AirflowNotFoundException(f"carbon metrics connection {self.carbon_metrics_conn_id!r} is not defined")
         url = default_sqlite_url()
-        if url not in _warned_fallbacks:
-            _warned_fallbacks.add(url)
-            log.warning("carbon metrics: connection %r not found; using %s", self.carbon_metrics_conn_id, url)
+        if url not in _told_fallbacks:
+            _told_fallbacks.add(url)
+            log.info("carbon metrics: no connection %r, so the documented default store is used: %s",
+                     self.carbon_metrics_conn_id, url)
         return url
 
     def get_store(self) -> MetricsStore:
