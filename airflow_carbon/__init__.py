@@ -1,6 +1,6 @@
 """Carbon-aware scheduling for Apache Airflow 3: defer tasks that can wait until the grid is cleaner.
 
-``carbon_aware`` and ``CarbonAwareSensor`` load Airflow on first use, so the planning,
+``carbon_aware``, ``CarbonAwareSensor`` and ``CarbonAwareBranchOperator`` load Airflow on first use, so the planning,
 accounting and simulation layers stay importable without it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["CarbonAwareSensor", "carbon_aware"]
+__all__ = ["CarbonAwareBranchOperator", "CarbonAwareSensor", "carbon_aware"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from airflow_carbon.sensors.carbon import CarbonAwareSensor
 
         return CarbonAwareSensor
+    if name == "CarbonAwareBranchOperator":
+        from airflow_carbon.operators.regions import CarbonAwareBranchOperator
+
+        return CarbonAwareBranchOperator
     raise AttributeError(f"module 'airflow_carbon' has no attribute {name!r}")
