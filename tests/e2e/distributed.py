@@ -9,7 +9,8 @@ is stopped with ``pg_ctl stop -m immediate`` (then SIGKILL to anything of it sti
 
 ``DistributedAirflowCluster`` is ``AirflowCluster`` with its metadata database on Postgres (``airflow``; psycopg 3
 for both the sync and the async engine), ``CeleryExecutor`` with broker and result backend on Redis, one ``airflow
-celery worker`` (concurrency 2, no log server), two triggerers, and the carbon metrics store on the Postgres database
+celery worker`` on the default queue (concurrency 2, no log server) and optionally one more per named queue, as a
+deployment with workers in several regions has, two triggerers, and the carbon metrics store on the Postgres database
 ``carbon`` through ``AIRFLOW_CONN_CARBON_METRICS_DEFAULT``. Triggerers heartbeat every 2 s and count as dead after
 ``TRIGGERER_HEALTH_CHECK_THRESHOLD_S``, so a killed triggerer's triggers move within seconds; each triggerer claims at
 most one trigger per loop, so the two share the work. Postgres and Redis are started before Airflow and stopped
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -206,20 +208,34 @@ class RedisServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def celery_executions(log_path: Path, task_id: str, run_id: str) -> int:
+    """How many times a Celery worker's log shows it executing a try of ``task_id`` in ``run_id``."""
+    return sum(1 for line in log_path.read_text(errors="replace").splitlines()
+               if "Executing workload in Celery" in line and f"task_id='{task_id}'" in line
+               and f"run_id='{run_id}'" in line)
+
+
 class DistributedAirflowCluster(AirflowCluster):
-    """``AirflowCluster`` on Postgres + Redis with CeleryExecutor, one Celery worker and (by default) two triggerers.
+    """``AirflowCluster`` on Postgres + Redis with CeleryExecutor, Celery workers and (by default) two triggerers.
 
     The metrics store's URL is ``metrics_url``; ``service_pids()`` and ``running_service_pids()`` cover Postgres and
     Redis the way ``pids()`` / ``running_pids()`` cover Airflow's processes.
+
+    :param triggerers: how many triggerers to start, one at a time.
+    :param worker_concurrency: task slots of each Celery worker.
+    :param queues: one more Celery worker per queue, consuming that queue alone (``--queues fr``), named
+        ``celery-worker-<queue>`` with the Celery hostname ``<queue>@<host>``; the worker ``celery-worker`` keeps the
+        default queue.
     """
 
     def __init__(self, dags_folder: Path, env=None, *, triggerers: int = 2, worker_concurrency: int = 2,
-                 **kwargs) -> None:
+                 queues: Sequence[str] = (), **kwargs) -> None:
         # The base class would start its triggerers all at once; start_workers starts them one by one instead.
         super().__init__(dags_folder, env, triggerers=0, **kwargs)
         self.n_triggerers = triggerers
         self.triggerer_jobs: dict[str, int] = {}  # process name -> its TriggererJob id
         self.worker_concurrency = worker_concurrency
+        self.queues = tuple(queues)
         self.postgres = PostgresServer()
         self.redis = RedisServer()
         self.services_startup_s: float | None = None
@@ -259,19 +275,22 @@ class DistributedAirflowCluster(AirflowCluster):
         self.startup_s = time.monotonic() - started
 
     def start_workers(self) -> None:
-        """One ``airflow celery worker`` (without the log server, which would listen on every interface), then the
-        triggerers one at a time, so that each process is known with its job id (``triggerer_jobs``)."""
-        worker = self.spawn("celery-worker", ["celery", "worker", "--concurrency", str(self.worker_concurrency),
-                                              "--skip-serve-logs", "--without-gossip", "--without-mingle",
-                                              "--celery-hostname", "worker1@%h"])
+        """The Celery workers (without the log server, which would listen on every interface), then the triggerers
+        one at a time, so that each process is known with its job id (``triggerer_jobs``)."""
+        common = ["celery", "worker", "--concurrency", str(self.worker_concurrency), "--skip-serve-logs",
+                  "--without-gossip", "--without-mingle"]
+        workers = [self.spawn("celery-worker", [*common, "--celery-hostname", "worker1@%h"])]
+        workers += [self.spawn(f"celery-worker-{queue}", [*common, "--queues", queue, "--celery-hostname",
+                                                          f"{queue}@%h"]) for queue in self.queues]
         for _ in range(self.n_triggerers):
             self.start_triggerer()
-        deadline = time.monotonic() + 90
-        while "ready." not in worker.log_path.read_text(errors="replace"):
-            self.check_processes()
-            if time.monotonic() > deadline:
-                raise self._fail("the Celery worker did not say it was ready within 90 s")
-            time.sleep(0.5)
+        deadline = time.monotonic() + 90 * len(workers)  # they start together, on two shared cores
+        for worker in workers:
+            while "ready." not in worker.log_path.read_text(errors="replace"):
+                self.check_processes()
+                if time.monotonic() > deadline:
+                    raise self._fail(f"{worker.name} did not say it was ready in time")
+                time.sleep(0.5)
 
     def triggerer_job_ids(self) -> set[int]:
         return {job["id"] for job in self.get("/jobs", params={"job_type": "TriggererJob", "limit": 100})["jobs"]}

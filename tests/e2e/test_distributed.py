@@ -30,7 +30,12 @@ import pytest
 
 from airflow_carbon.metrics import MetricsStore
 from tests.e2e.airflow_cluster import AirflowCluster, processes_with_home
-from tests.e2e.distributed import TRIGGERER_HEALTH_CHECK_THRESHOLD_S, DistributedAirflowCluster, missing_services
+from tests.e2e.distributed import (
+    TRIGGERER_HEALTH_CHECK_THRESHOLD_S,
+    DistributedAirflowCluster,
+    celery_executions,
+    missing_services,
+)
 from tests.e2e.signal_window import write_signal_file
 
 SIGNAL = Path(tempfile.mkdtemp(prefix="carbon_distributed_")) / "signal.csv"
@@ -129,10 +134,7 @@ def owners_of(cluster: DistributedAirflowCluster, triggers: dict[str, dict]) -> 
 
 def ran_on_celery(cluster: AirflowCluster, run_id: str) -> int:
     """How many times the Celery worker's log shows it executing ``summarize_logs`` of ``run_id``."""
-    log = cluster.process("celery-worker").log_path.read_text(errors="replace")
-    return sum(1 for line in log.splitlines()
-               if "Executing workload in Celery" in line and f"task_id='{TASK_ID}'" in line
-               and f"run_id='{run_id}'" in line)
+    return celery_executions(cluster.process("celery-worker").log_path, TASK_ID, run_id)
 
 
 def check_run(cluster: AirflowCluster, store: MetricsStore, run_id: str) -> dict:
