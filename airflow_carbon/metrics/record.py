@@ -128,7 +128,7 @@ class TaskTryRecord:
     home_region: Annotated[str | None, SHARED] = None
     #: A choice between regions: the task that runs in the chosen region (``region``).
     chosen_task_id: Annotated[str | None, SHARED] = None
-    #: A choice between regions: each candidate's expected emissions at its own best start; null where its signal failed.
+    #: A choice between regions: each candidate's expected emissions at its best start; null where its signal failed.
     region_expected_g: Annotated[dict[str, float | None] | None, DECISION] = None
     #: What waiting saved: the home region's emissions when ready, less the home region's at the start.
     saved_time_g: Annotated[float | None, COMPLETION] = None
@@ -222,8 +222,8 @@ def _parse(kind: Any, value: Any) -> Any:
             raise TypeError(f"expected a list of strings, got {value!r}")
         return list(value)
     if kind is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, int | float)
-                                                  and not isinstance(v, bool)) for k, v in value.items()):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and (v is None or (isinstance(v, int | float)
+                                                  and not isinstance(v, bool))) for k, v in value.items()):
             raise TypeError(f"expected an object of numbers, got {value!r}")
         return {k: None if v is None else float(v) for k, v in value.items()}
     if not isinstance(value, str):
