@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Sequence
+import importlib.util
+from collections.abc import Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,3 +66,28 @@ def tree_rss(process: psutil.Process) -> int:
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total
+
+
+@contextlib.contextmanager
+def dag_file_module(home: Path, name: str, source: str) -> Iterator[ModuleType]:
+    """A migrated metadata database in ``home`` and a DAGs folder holding ``source`` as ``name.py``, this process
+    pointed at both for ``dag.test()``; yields the file loaded as a module, and points the process back after."""
+    import pytest
+    from airflow import settings
+    from airflow.utils.db import initdb
+
+    folder = home / "dags"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(source)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+        patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
+        settings.configure_vars()
+        settings.reconfigure_orm()
+        initdb()
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    settings.configure_vars()
+    settings.reconfigure_orm()

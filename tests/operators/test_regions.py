@@ -10,7 +10,6 @@ listener and added to the choice's record with the saving split into time and pl
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import textwrap
@@ -25,6 +24,7 @@ from airflow_carbon.operators.regions import RegionOption, narrow, parse_regions
 from airflow_carbon.settings import CarbonSettingsError
 from airflow_carbon.signals.services.http import reset_breakers
 from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+from tests.helpers import dag_file_module
 
 DAGS = '''
 from datetime import timedelta
@@ -70,25 +70,8 @@ with DAG("regions_decorator", schedule=None, start_date=START) as decorator_dag:
 
 @pytest.fixture(scope="module")
 def dags(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    from airflow import settings
-    from airflow.utils.db import initdb
-
-    home = tmp_path_factory.mktemp("airflow_home")
-    folder = home / "dags"
-    folder.mkdir()
-    (folder / "carbon_region_dags.py").write_text(DAGS)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-        patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
-        settings.configure_vars()
-        settings.reconfigure_orm()
-        initdb()
-        spec = importlib.util.spec_from_file_location("carbon_region_dags", folder / "carbon_region_dags.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with dag_file_module(tmp_path_factory.mktemp("airflow_home"), "carbon_region_dags", DAGS) as module:
         yield {dag.dag_id: dag for dag in (module.operator_dag, module.immediate_dag, module.decorator_dag)}
-    settings.configure_vars()
-    settings.reconfigure_orm()
 
 
 @pytest.fixture

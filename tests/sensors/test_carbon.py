@@ -7,7 +7,6 @@ downstream pulls the sensor's ``carbon`` XCom as a DAG author would, and the met
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import textwrap
@@ -23,6 +22,7 @@ from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.metrics import COMPLETED, TaskTryRecord
 from airflow_carbon.signals.services.http import reset_breakers
 from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+from tests.helpers import dag_file_module
 
 LBS_PER_MWH_IN_G_PER_KWH = 0.453592
 GREEN_AFTER_S = 4  # after the sensor's first read; the fake's points are 5 s apart
@@ -70,25 +70,8 @@ to_the_deadline = sensor_dag("sensor_to_the_deadline", source="wt", region="CAIS
 @pytest.fixture(scope="module")
 def dags(tmp_path_factory) -> Iterator[dict[str, Any]]:
     """A migrated metadata database and a DAGs folder holding ``DAGS``, this process pointed at both."""
-    from airflow import settings
-    from airflow.utils.db import initdb
-
-    home = tmp_path_factory.mktemp("airflow_home")
-    folder = home / "dags"
-    folder.mkdir()
-    (folder / "carbon_sensor_dags.py").write_text(DAGS)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-        patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
-        settings.configure_vars()
-        settings.reconfigure_orm()
-        initdb()
-        spec = importlib.util.spec_from_file_location("carbon_sensor_dags", folder / "carbon_sensor_dags.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with dag_file_module(tmp_path_factory.mktemp("airflow_home"), "carbon_sensor_dags", DAGS) as module:
         yield {dag.dag_id: dag for dag in (module.deferrable, module.poke, module.reschedule, module.to_the_deadline)}
-    settings.configure_vars()
-    settings.reconfigure_orm()
 
 
 @pytest.fixture
