@@ -3,17 +3,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VERSION := 3.3.2
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# The pins every development and CI install uses (a resolved install, frozen): `make constraints` refreshes them.
+CONSTRAINTS := constraints/constraints-$(AIRFLOW_VERSION)-py$(PYTHON_VERSION).txt
+# The older Airflow 3 releases `make test-compat` installs the wheel beside, each with its own pins in constraints/:
+# the oldest release setup.cfg claims. 3.0, 3.1 and 3.2 fail (README, "Compatibility"; constraints/ keeps the
+# pins 3.2.2 was checked with).
+COMPAT_AIRFLOW_VERSIONS := 3.3.0
+# Other Pythons the newest Airflow is checked on: pyenv's interpreters where the machine has them (Debian's apt
+# offers only 3.11).
+COMPAT_PYTHONS := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12)) \
+	$(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13))
 STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.chromium
 SERVICES := $(VENV)/.postgres-redis
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test test-distributed lint bench clean
+.PHONY: demo test test-distributed test-compat dist constraints lint bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "setuptools>=70.1"
-	$(BIN)/pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
 	touch $(STAMP)
 
 # The UI test drives Debian's chromium with Playwright; nothing downloads a browser of its own.
@@ -51,9 +62,34 @@ test: $(STAMP) $(BROWSER) $(SERVICES)
 	$(BIN)/ruff check airflow_carbon tests bench dags
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# Only the distributed end-to-end test, with its timings printed.
+# Only the distributed end-to-end tests (triggerer fail-over; a choice between regions, one worker per queue),
+# with their timings printed.
 test-distributed: $(STAMP) $(SERVICES)
-	$(BIN)/python -m pytest -q -s tests/e2e/test_distributed.py
+	$(BIN)/python -m pytest -q -s tests/e2e/test_distributed.py tests/e2e/test_regions_distributed.py
+
+# The sdist and the wheel a user installs, in dist/.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls -l dist
+
+# The wheel from `make dist`, installed beside each Airflow release the package claims, each in a fresh venv with its
+# pins from constraints/ (tests/test_wheel.py). The result table is in the README, "Compatibility".
+test-compat: dist
+	CARBON_WHEEL="$$(ls dist/*.whl)" CARBON_WHEEL_AIRFLOW="$(COMPAT_AIRFLOW_VERSIONS) $(AIRFLOW_VERSION)" \
+		$(BIN)/python -m pytest -q tests/test_wheel.py
+	$(foreach python,$(COMPAT_PYTHONS),CARBON_WHEEL="$$(ls dist/*.whl)" CARBON_WHEEL_PYTHON=$(python) \
+		CARBON_WHEEL_AIRFLOW=$(AIRFLOW_VERSION) $(BIN)/python -m pytest -q tests/test_wheel.py &&) true
+
+# Resolve and freeze again: the development stack (Airflow, the project and its test extra), then each release
+# `make test-compat` checks with the package alone. The project itself is left out; its install_requires stay ranges.
+constraints: dist
+	PYTHON=$(PYTHON) scripts/constraints.sh $(AIRFLOW_VERSION) $(CONSTRAINTS) -e ".[test]"
+	$(foreach version,$(COMPAT_AIRFLOW_VERSIONS),PYTHON=$(PYTHON) scripts/constraints.sh $(version) \
+		constraints/constraints-$(version)-py$(PYTHON_VERSION).txt dist/*.whl &&) true
+	$(foreach python,$(COMPAT_PYTHONS),PYTHON=$(python) scripts/constraints.sh $(AIRFLOW_VERSION) \
+		constraints/constraints-$(AIRFLOW_VERSION)-py$(shell $(python) -c 'import sys; print("%d.%d" % sys.version_info[:2])').txt \
+		dist/*.whl &&) true
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -62,4 +98,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/regions.py --weeks 2 --write
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build dist *.egg-info

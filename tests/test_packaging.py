@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import airflow_carbon
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ("carbon_intensity.csv", "inference_jobs.csv", "solar_generation.csv", "de_ci.csv", "fr_ci.csv")
 
@@ -28,6 +30,15 @@ def test_the_wheel_carries_the_bundled_data_and_the_entry_points(wheel):
     assert {f"airflow_carbon/data/{name}" for name in BUNDLED} <= set(names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "apache_airflow_provider" in entry_points and "airflow-carbon = airflow_carbon.cli:main" in entry_points
+
+
+def test_the_wheel_carries_the_package_alone(wheel):
+    """No tests, benches, example DAGs or build leftovers: only airflow_carbon and its metadata."""
+    names = zipfile.ZipFile(wheel).namelist()
+    version = wheel.name.split("-")[1]
+    assert {name.split("/")[0] for name in names} == {"airflow_carbon", f"airflow_carbon-{version}.dist-info"}
+    assert not [name for name in names if "/tests/" in name or "__pycache__" in name or name.endswith(".pyc")]
+    assert version == airflow_carbon.__version__
 
 
 def test_bundled_data_reads_from_the_unpacked_wheel_outside_the_checkout(wheel, tmp_path):
