@@ -58,9 +58,11 @@ demo: $(STAMP)
 
 # The suite includes tests/e2e/test_distributed.py (Postgres, Redis, Celery, two triggerers). Two pytest workers,
 # whole files each (a module's Airflow cluster stays in one worker): the end-to-end tests mostly wait on Airflow.
+# tests/e2e goes first, so its long modules are shared out while the short unit files fill the end evenly; the
+# slowest tests are listed at the end.
 test: $(STAMP) $(BROWSER) $(SERVICES)
 	$(BIN)/ruff check airflow_carbon tests bench dags
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests/e2e tests
 
 # Only the distributed end-to-end tests (triggerer fail-over; a choice between regions, one worker per queue),
 # with their timings printed.
