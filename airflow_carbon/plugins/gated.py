@@ -163,8 +163,6 @@ class GatedEnergyListener:
         sensor = sensor_row(engine, dag_id, run_id, metered.sensor_task_id, map_index)
         delay = timedelta(seconds=(sensor or {}).get("delay_s") or 0.0)
         job_id = f"{dag_id}.{task_id}"
-        emissions_g, baseline_g = _emissions(job_id, settings, source_refs(settings), metered.started_at, ended_at,
-                                             energy.energy_kwh, delay)
         home_g = None
         if hasattr(metered.gate, "region_sources") and sensor is not None and sensor.get("home_region"):
             # A choice between regions: the run in the chosen region; the baseline and the split from the home one.
@@ -173,6 +171,9 @@ class GatedEnergyListener:
                                         energy.energy_kwh, delay)
             home_g, baseline_g = _emissions(job_id, settings, by_region[sensor["home_region"]], metered.started_at,
                                             ended_at, energy.energy_kwh, delay)
+        else:
+            emissions_g, baseline_g = _emissions(job_id, settings, source_refs(settings), metered.started_at,
+                                                 ended_at, energy.energy_kwh, delay)
         row = GatedTry(dag_id, task_id, run_id, map_index, try_number, sensor_task_id=metered.sensor_task_id,
                        sensor_map_index=sensor["map_index"] if sensor else -1,
                        sensor_try_number=sensor["try_number"] if sensor else 1, started_at=metered.started_at,
