@@ -91,3 +91,25 @@ def dag_file_module(home: Path, name: str, source: str) -> Iterator[ModuleType]:
         yield module
     settings.configure_vars()
     settings.reconfigure_orm()
+
+
+@contextlib.contextmanager
+def watttime_fake_connection(monkeypatch: Any, tmp_path: Path) -> Iterator[Any]:
+    """The loopback WattTime fake as connection ``wt`` (region CAISO_NORTH) and a SQLite metrics store of the test's
+    own, with circuit breakers and the store cache reset around it."""
+    import json
+
+    from airflow_carbon.hooks.metrics import CarbonMetricsHook
+    from airflow_carbon.signals.services.http import reset_breakers
+    from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
+
+    reset_breakers()
+    with FakeSignalServer() as fake:
+        monkeypatch.setenv("AIRFLOW_CONN_WT", json.dumps({
+            "conn_type": "watttime", "login": WATTTIME_USERNAME, "password": WATTTIME_PASSWORD,
+            "host": fake.base_url, "extra": {"region": "CAISO_NORTH"}}))
+        monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
+                           json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
+        yield fake
+    CarbonMetricsHook.reset_store_cache()
+    reset_breakers()

@@ -10,7 +10,6 @@ listener and added to the choice's record with the saving split into time and pl
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Iterator
@@ -22,9 +21,8 @@ from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.metrics import COMPLETED
 from airflow_carbon.operators.regions import RegionOption, narrow, parse_regions
 from airflow_carbon.settings import CarbonSettingsError
-from airflow_carbon.signals.services.http import reset_breakers
-from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
-from tests.helpers import dag_file_module
+from tests.fakes.signal_server import FakeSignalServer
+from tests.helpers import dag_file_module, watttime_fake_connection
 
 DAGS = '''
 from datetime import timedelta
@@ -76,16 +74,8 @@ def dags(tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def server(monkeypatch, tmp_path) -> Iterator[FakeSignalServer]:
-    reset_breakers()
-    with FakeSignalServer() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_WT", json.dumps({
-            "conn_type": "watttime", "login": WATTTIME_USERNAME, "password": WATTTIME_PASSWORD,
-            "host": fake.base_url, "extra": {"region": "CAISO_NORTH"}}))
-        monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
-                           json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
+    with watttime_fake_connection(monkeypatch, tmp_path) as fake:
         yield fake
-    CarbonMetricsHook.reset_store_cache()
-    reset_breakers()
 
 
 def states(run) -> dict[str, str]:

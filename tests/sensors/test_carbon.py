@@ -20,9 +20,8 @@ import pytest
 
 from airflow_carbon.hooks.metrics import CarbonMetricsHook
 from airflow_carbon.metrics import COMPLETED, TaskTryRecord
-from airflow_carbon.signals.services.http import reset_breakers
-from tests.fakes.signal_server import WATTTIME_PASSWORD, WATTTIME_USERNAME, FakeSignalServer
-from tests.helpers import dag_file_module
+from tests.fakes.signal_server import FakeSignalServer
+from tests.helpers import dag_file_module, watttime_fake_connection
 
 LBS_PER_MWH_IN_G_PER_KWH = 0.453592
 GREEN_AFTER_S = 4  # after the sensor's first read; the fake's points are 5 s apart
@@ -77,17 +76,9 @@ def dags(tmp_path_factory) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def server(monkeypatch, tmp_path) -> Iterator[FakeSignalServer]:
     """The WattTime fake as connection ``wt``, a store of this test's own, and where the downstream task writes."""
-    reset_breakers()
-    with FakeSignalServer() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_WT", json.dumps({
-            "conn_type": "watttime", "login": WATTTIME_USERNAME, "password": WATTTIME_PASSWORD,
-            "host": fake.base_url, "extra": {"region": "CAISO_NORTH"}}))
-        monkeypatch.setenv("AIRFLOW_CONN_CARBON_METRICS_DEFAULT",
-                           json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "metrics.db")}))
-        monkeypatch.setenv("CARBON_SENSOR_XCOM", str(tmp_path / "xcom.json"))
+    monkeypatch.setenv("CARBON_SENSOR_XCOM", str(tmp_path / "xcom.json"))
+    with watttime_fake_connection(monkeypatch, tmp_path) as fake:
         yield fake
-    CarbonMetricsHook.reset_store_cache()
-    reset_breakers()
 
 
 def run_dag(dag, tmp_path: Path) -> tuple[TaskTryRecord, TaskTryRecord]:
