@@ -58,11 +58,15 @@ demo: $(STAMP)
 
 # The suite includes tests/e2e/test_distributed.py (Postgres, Redis, Celery, two triggerers). Two pytest workers,
 # whole files each (a module's Airflow cluster stays in one worker): the end-to-end tests mostly wait on Airflow.
-# tests/e2e goes first, so its long modules are shared out while the short unit files fill the end evenly; the
-# slowest tests are listed at the end.
+# The longest modules go first (--durations of a CI run), then the rest of tests/e2e, then the unit files, which fill
+# the end evenly: a long module taken last would leave the other worker idle. xdist would otherwise hand out the files
+# with the most tests first (its loadscope reorder), which puts the long end-to-end modules of one or two tests last.
+# The slowest tests are listed at the end.
+LONGEST_TESTS := tests/e2e/test_solar_site.py tests/e2e/test_faults.py tests/e2e/test_bad_input.py \
+	tests/e2e/test_examples.py tests/e2e/test_distributed.py tests/e2e/test_regions_distributed.py
 test: $(STAMP) $(BROWSER) $(SERVICES)
 	$(BIN)/ruff check airflow_carbon tests bench dags
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests/e2e tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(LONGEST_TESTS) tests/e2e tests
 
 # Only the distributed end-to-end tests (triggerer fail-over; a choice between regions, one worker per queue),
 # with their timings printed.
