@@ -157,7 +157,14 @@ class CarbonWindowTrigger(BaseTrigger):
                     await pacer.turn(max_wait_s=(self.deadline - utcnow()).total_seconds())
                     began_cpu_s = time.thread_time()
             decision = self._plan(now)
-            override = watch.override(key, now) if watch is not None else None
+            override = None
+            if watch is not None and not decision.run_now:
+                # Looked up after the read, which may have been slow: a release made during it is acted on now,
+                # and the event says it was decided now, not when the read began.
+                seen = utcnow()
+                override = watch.override(key, seen)
+                if override is not None:
+                    now, decision = seen, replace(decision, now=seen)
             if decision.run_now or override is not None:
                 event = self._event(decision, now, override)
                 if event.override is not None:

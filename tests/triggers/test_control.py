@@ -86,6 +86,32 @@ def asyncio_now() -> datetime:
     return datetime.now(UTC)
 
 
+def test_a_release_made_during_a_slow_read_is_decided_after_it_was_made(store, tmp_path, monkeypatch):
+    """A read that takes longer than a poll (a busy triggerer, a slow source): the release reaches the watch while
+    the trigger reads, and the event says it was decided when the trigger saw it, never before the release."""
+    signal = write_signal(tmp_path / "signal.csv", green_in_s=3600, period_s=60)
+    trigger = waiting_trigger(store, signal, "slow")
+    read = CarbonWindowTrigger._read
+
+    async def slow_read(self, now: datetime) -> None:
+        await read(self, now)
+        await asyncio.sleep(6 * POLL_S)
+
+    monkeypatch.setattr(CarbonWindowTrigger, "_read", slow_read)
+
+    async def scenario() -> tuple[list, datetime]:
+        running = asyncio.create_task(events([trigger], timeout_s=20 * POLL_S + 3))
+        await asyncio.sleep(2 * POLL_S)
+        released_at = asyncio_now()
+        await asyncio.to_thread(control.release, store.engine, "dag", "run", "slow", -1, actor="alice",
+                                reason=None, now=released_at)
+        return await running, released_at
+
+    [fired], released_at = asyncio.run(scenario())
+    assert fired is not None and fired.reason == "released"
+    assert fired.decision.now >= released_at and fired.decision.start == fired.decision.now
+
+
 def test_eco_mode_off_releases_every_waiting_trigger_of_its_scope(store, tmp_path):
     signal = write_signal(tmp_path / "signal.csv", green_in_s=3600, period_s=60)
     mine = [waiting_trigger(store, signal, f"mine_{i}", dag_id="mine") for i in range(3)]
