@@ -12,9 +12,12 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -96,7 +99,7 @@ def seed_choice(store: MetricsStore) -> TaskTryKey:
 
 
 def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(airflow_cluster):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     cluster: AirflowCluster = airflow_cluster
     cluster.wait_for_dag(DAG_ID)
@@ -119,81 +122,107 @@ def test_log_in_open_the_carbon_view_and_see_the_deferred_task_and_the_history(a
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{cluster.base_url}/auth/login?next=/carbon/")
-        page.get_by_label("Username").fill(cluster.username)
-        page.get_by_label("Password").fill(cluster.password)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url("**/carbon/**", timeout=60_000)
-
-        deferred = page.locator("#deferred-body")
-        expect(deferred).to_contain_text(TASK_ID, timeout=60_000)
-        expect(deferred).to_contain_text(DAG_ID)
-        # Deferred in Airflow too, so it waits, and may be started now.
-        expect(deferred.locator("tbody tr").filter(has_text=TASK_ID).get_by_role("button", name="Run now")
-               ).to_have_count(1)
-        history = page.locator("#history-body")
-        expect(history).to_contain_text("carbon_demo", timeout=60_000)
-        expect(history).to_contain_text("25")  # % saved: 1.2 kg of 4.8 kg, every day
-        expect(history).to_contain_text("12 kWh")  # from the grid a day: 10 kWh at night, 2 kWh of the solar try's
-
-        # Solar per day: the roof's output beside what the tasks used, both series, three days.
-        solar = page.locator("#chart-solar")
-        expect(solar).to_have_attribute("aria-label", re.compile(
-            r"^site output and used by these tasks per UTC day, 3 days from "), timeout=60_000)
-        expect(page.locator("#solar-key")).to_be_visible()
-        expect(page.locator("#solar-key")).to_have_text(re.compile(r"site output\s*used by these tasks"))
-        expect(page.locator("#solar-note")).to_contain_text(
-            "at roof: its panels' output (measured where a meter covered it, else forecast)")
-        plot = solar.locator(".u-over")
-        box = plot.bounding_box()
-        plot.hover(position={"x": box["width"] / 2, "y": box["height"] / 2})  # the middle day of three
-        tip = solar.locator(".chart-tip")
-        expect(tip).to_contain_text("site output: 6 kWh")
-        expect(tip).to_contain_text("used by these tasks: 4 kWh")
-        expect(tip).to_contain_text("output: measured")
-        page.mouse.move(0, 0)
-        page.wait_for_timeout(1500)  # let the charts draw before the picture
-        page.screenshot(path=str(SCREENSHOTS / "carbon_view.png"), full_page=True)
-
-        background = "getComputedStyle(document.body).backgroundColor"
-        chart_line = "import('./static/js/common.js').then((m) => m.themeColor('--chart-line'))"
-        assert page.evaluate(background) == "rgb(255, 255, 255)"
-        assert page.evaluate(chart_line) == "rgb(60, 91, 137)"
-
-        page.goto(f"{cluster.base_url}/carbon/?theme=dark")
-        expect(page.locator("#deferred-body")).to_contain_text(TASK_ID, timeout=60_000)
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(SCREENSHOTS / "carbon_view_dark.png"), full_page=True)
-        assert page.evaluate(background) == "rgb(17, 17, 17)"
-        assert page.evaluate(chart_line) == "rgb(133, 162, 201)"  # the charts get the dark palette's colours
-
-        page.emulate_media(color_scheme="dark")  # the OS in dark mode: followed unless ?theme pins light
-        page.goto(f"{cluster.base_url}/carbon/")
-        assert page.evaluate(background) == "rgb(17, 17, 17)"
-        page.goto(f"{cluster.base_url}/carbon/?theme=light")
-        assert page.evaluate(background) == "rgb(255, 255, 255)"
-        page.emulate_media(color_scheme="light")
-
-        page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{run_id}/{TASK_ID}?map_index=-1")
-        expect(page.locator("main")).to_contain_text("waiting", timeout=60_000)
-        page.wait_for_timeout(1000)
-        page.screenshot(path=str(SCREENSHOTS / "carbon_decision.png"), full_page=True)
-
-        # A choice between regions: where it ran, every candidate, and its saving split into time and place.
-        choice = seed_choice(store)
-        page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{choice.run_id}/{choice.task_id}?map_index=-1")
-        where = page.locator(".where")
-        expect(where).to_contain_text("Chosen regionFR", timeout=60_000)
-        expect(where).to_contain_text("Task that runs thereevaluate_fr")
-        expect(where.locator("tbody tr")).to_have_text([
-            re.compile(r"^DE\s*400 g\s*home: the baseline$"), re.compile(r"^FR\s*50 g\s*chosen$"),
-            re.compile("^PL\\s*\u2013\\s*its signal failed: PL: conn:em_pl: HTTP 503$")])
-        expect(where.locator(".split")).to_have_text("Time saved 100 g, place saved 350 g.")
-        # The history filtered to FR holds the choice alone, under the region it chose, with its split.
-        page.goto(f"{cluster.base_url}/carbon/?region=FR")
-        expect(page.locator("#history-body .split").first).to_have_text("time 100 g · place 350 g", timeout=60_000)
-        expect(page.locator("#history-body tbody tr")).to_have_count(1)
+        with told_where_it_failed(page):
+            see_the_carbon_view(page, cluster, store, run_id)
         browser.close()
 
     links = cluster.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/links")
     assert f"carbon/task/{DAG_ID}/" in str(links.get("extra_links", links).get("Carbon decision"))  # while deferred
+
+
+@contextmanager
+def told_where_it_failed(page) -> Iterator[None]:
+    """A failure names the page it was on and every answer that refused or set the session cookie: a page of JSON
+    saying "Not authenticated" is otherwise all a CI log shows of how it got there."""
+    answers: list[str] = []
+
+    def note(response) -> None:
+        cookie = response.headers.get("set-cookie", "")
+        if response.status >= 400 or "_token" in cookie:
+            answers.append(f"{response.request.method} {response.url} {response.status} set-cookie={cookie[:60]!r}")
+
+    page.on("response", note)
+    try:
+        yield
+    except Exception as error:  # an expectation not met, or Playwright's own timeout
+        raise AssertionError(f"on {page.url}; refused or cookie answers: {answers[-12:]}\n{error}") from error
+
+
+def see_the_carbon_view(page, cluster: AirflowCluster, store: MetricsStore, run_id: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{cluster.base_url}/auth/login?next=/carbon/")
+    page.get_by_label("Username").fill(cluster.username)
+    page.get_by_label("Password").fill(cluster.password)
+    page.get_by_role("button", name="Sign in").click()
+    # The login page's own address names /carbon/ (its ``next``): wait for the view's path itself.
+    page.wait_for_url(lambda url: urlsplit(url).path == "/carbon/", timeout=120_000)
+
+    deferred = page.locator("#deferred-body")
+    expect(deferred).to_contain_text(TASK_ID, timeout=60_000)
+    expect(deferred).to_contain_text(DAG_ID)
+    # Deferred in Airflow too, so it waits, and may be started now.
+    expect(deferred.locator("tbody tr").filter(has_text=TASK_ID).get_by_role("button", name="Run now")
+           ).to_have_count(1)
+    history = page.locator("#history-body")
+    expect(history).to_contain_text("carbon_demo", timeout=60_000)
+    expect(history).to_contain_text("25")  # % saved: 1.2 kg of 4.8 kg, every day
+    expect(history).to_contain_text("12 kWh")  # from the grid a day: 10 kWh at night, 2 kWh of the solar try's
+
+    # Solar per day: the roof's output beside what the tasks used, both series, three days.
+    solar = page.locator("#chart-solar")
+    expect(solar).to_have_attribute("aria-label", re.compile(
+        r"^site output and used by these tasks per UTC day, 3 days from "), timeout=60_000)
+    expect(page.locator("#solar-key")).to_be_visible()
+    expect(page.locator("#solar-key")).to_have_text(re.compile(r"site output\s*used by these tasks"))
+    expect(page.locator("#solar-note")).to_contain_text(
+        "at roof: its panels' output (measured where a meter covered it, else forecast)")
+    plot = solar.locator(".u-over")
+    box = plot.bounding_box()
+    plot.hover(position={"x": box["width"] / 2, "y": box["height"] / 2})  # the middle day of three
+    tip = solar.locator(".chart-tip")
+    expect(tip).to_contain_text("site output: 6 kWh")
+    expect(tip).to_contain_text("used by these tasks: 4 kWh")
+    expect(tip).to_contain_text("output: measured")
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(1500)  # let the charts draw before the picture
+    page.screenshot(path=str(SCREENSHOTS / "carbon_view.png"), full_page=True)
+
+    background = "getComputedStyle(document.body).backgroundColor"
+    chart_line = "import('./static/js/common.js').then((m) => m.themeColor('--chart-line'))"
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    assert page.evaluate(chart_line) == "rgb(60, 91, 137)"
+
+    page.goto(f"{cluster.base_url}/carbon/?theme=dark")
+    expect(page.locator("#deferred-body")).to_contain_text(TASK_ID, timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SCREENSHOTS / "carbon_view_dark.png"), full_page=True)
+    assert page.evaluate(background) == "rgb(17, 17, 17)"
+    assert page.evaluate(chart_line) == "rgb(133, 162, 201)"  # the charts get the dark palette's colours
+
+    page.emulate_media(color_scheme="dark")  # the OS in dark mode: followed unless ?theme pins light
+    page.goto(f"{cluster.base_url}/carbon/")
+    assert page.evaluate(background) == "rgb(17, 17, 17)"
+    page.goto(f"{cluster.base_url}/carbon/?theme=light")
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    page.emulate_media(color_scheme="light")
+
+    page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{run_id}/{TASK_ID}?map_index=-1")
+    expect(page.locator("main")).to_contain_text("waiting", timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SCREENSHOTS / "carbon_decision.png"), full_page=True)
+
+    # A choice between regions: where it ran, every candidate, and its saving split into time and place.
+    choice = seed_choice(store)
+    page.goto(f"{cluster.base_url}/carbon/task/{DAG_ID}/{choice.run_id}/{choice.task_id}?map_index=-1")
+    where = page.locator(".where")
+    expect(where).to_contain_text("Chosen regionFR", timeout=60_000)
+    expect(where).to_contain_text("Task that runs thereevaluate_fr")
+    expect(where.locator("tbody tr")).to_have_text([
+        re.compile(r"^DE\s*400 g\s*home: the baseline$"), re.compile(r"^FR\s*50 g\s*chosen$"),
+        re.compile("^PL\\s*\u2013\\s*its signal failed: PL: conn:em_pl: HTTP 503$")])
+    expect(where.locator(".split")).to_have_text("Time saved 100 g, place saved 350 g.")
+    # The history filtered to FR holds the choice alone, under the region it chose, with its split.
+    page.goto(f"{cluster.base_url}/carbon/?region=FR")
+    expect(page.locator("#history-body .split").first).to_have_text("time 100 g · place 350 g", timeout=60_000)
+    expect(page.locator("#history-body tbody tr")).to_have_count(1)
