@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VERSION := 3.3.2
-PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHON_VERSION := $(call version_of,$(PYTHON))
 # The pins every development and CI install uses (a resolved install, frozen): `make constraints` refreshes them.
 CONSTRAINTS := constraints/constraints-$(AIRFLOW_VERSION)-py$(PYTHON_VERSION).txt
 # The older Airflow 3 releases `make test-compat` installs the wheel beside, each with its own pins in constraints/:
@@ -19,7 +20,7 @@ BROWSER := $(VENV)/.chromium
 SERVICES := $(VENV)/.postgres-redis
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test test-distributed test-compat dist constraints lint bench clean
+.PHONY: demo test test-distributed test-compat test-pythons dist constraints lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,15 +88,19 @@ test-compat: dist
 	$(foreach python,$(COMPAT_PYTHONS),CARBON_WHEEL="$$(ls dist/*.whl)" CARBON_WHEEL_PYTHON=$(python) \
 		CARBON_WHEEL_AIRFLOW=$(AIRFLOW_VERSION) $(BIN)/python -m pytest -q tests/test_wheel.py &&) true
 
-# Resolve and freeze again: the development stack (Airflow, the project and its test extra), then each release
-# `make test-compat` checks with the package alone. The project itself is left out; its install_requires stay ranges.
+# The whole suite on each other Python the package claims, each in a venv of its own (.venv-py3.12, ...): `make test`
+# with that interpreter and its pins. Not part of `make test`; its result is in the README, "Compatibility".
+test-pythons:
+	$(foreach python,$(COMPAT_PYTHONS),$(MAKE) test PYTHON=$(python) VENV=.venv-py$(call version_of,$(python)) &&) true
+
+# Resolve and freeze again: the development stack (Airflow, the project and its test extra) on this Python and on each
+# other one (`make test-pythons` and `make test-compat` install with those), then each older release `make
+# test-compat` checks with the package alone. The project itself is left out; its install_requires stay ranges.
 constraints: dist
-	PYTHON=$(PYTHON) scripts/constraints.sh $(AIRFLOW_VERSION) $(CONSTRAINTS) -e ".[test]"
+	$(foreach python,$(PYTHON) $(COMPAT_PYTHONS),PYTHON=$(python) scripts/constraints.sh $(AIRFLOW_VERSION) \
+		constraints/constraints-$(AIRFLOW_VERSION)-py$(call version_of,$(python)).txt -e ".[test]" &&) true
 	$(foreach version,$(COMPAT_AIRFLOW_VERSIONS),PYTHON=$(PYTHON) scripts/constraints.sh $(version) \
 		constraints/constraints-$(version)-py$(PYTHON_VERSION).txt dist/*.whl &&) true
-	$(foreach python,$(COMPAT_PYTHONS),PYTHON=$(python) scripts/constraints.sh $(AIRFLOW_VERSION) \
-		constraints/constraints-$(AIRFLOW_VERSION)-py$(shell $(python) -c 'import sys; print("%d.%d" % sys.version_info[:2])').txt \
-		dist/*.whl &&) true
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
