@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -11,9 +12,12 @@ import pandas as pd
 #: emissions (energy x intensity, summed over a planning window) overflow a float to infinity.
 MAX_ENERGY_KWH = 1e9
 
+#: A number of days written ``1d``: pandas 3 deprecates the lower-case unit (pandas 4 refuses it), people write it.
+_DAYS_LOWER = re.compile(r"(?<=\d)\s*d(?![a-z])", re.IGNORECASE)
+
 
 def parse_duration(value: timedelta | str | float | int) -> timedelta:
-    """``timedelta``, seconds, ``4h``, ``30min``, ``1h30m`` or ISO 8601 ``PT4H``; never negative.
+    """``timedelta``, seconds, ``4h``, ``30min``, ``1h30m``, ``1d`` or ISO 8601 ``PT4H``; never negative.
 
     Every refusal is a ValueError quoting the value: NaN, NaT and infinities included, and a number of
     seconds too large for a ``timedelta``, which Python reports as an OverflowError of its own.
@@ -31,7 +35,7 @@ def parse_duration(value: timedelta | str | float | int) -> timedelta:
             raise ValueError(f"duration {value!r} s is too long") from None
     elif isinstance(value, str):
         try:
-            parsed = pd.Timedelta(value.strip())
+            parsed = pd.Timedelta(_DAYS_LOWER.sub("D", value.strip()))
         except (ValueError, OverflowError):
             raise ValueError(f"not a duration: {value!r} (try 4h, 30min or PT4H)") from None
         if pd.isna(parsed):
