@@ -113,3 +113,11 @@ def watttime_fake_connection(monkeypatch: Any, tmp_path: Path) -> Iterator[Any]:
         yield fake
     CarbonMetricsHook.reset_store_cache()
     reset_breakers()
+
+
+#: The data files the wheel must carry in ``airflow_carbon/data``.
+BUNDLED = ("carbon_intensity.csv", "inference_jobs.csv", "solar_generation.csv", "de_ci.csv", "fr_ci.csv")
+
+
+def wheel_version(wheel: Path) -> str:
+    return wheel.name.split("-")[1]

@@ -9,20 +9,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import airflow_carbon
+from tests.helpers import BUNDLED, wheel_version
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ("carbon_intensity.csv", "inference_jobs.csv", "solar_generation.csv", "de_ci.csv", "fr_ci.csv")
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                    str(out), str(ROOT)], check=True, cwd=out)
-    return next(out.glob("airflow_carbon-*.whl"))
 
 
 def test_the_wheel_carries_the_bundled_data_and_the_entry_points(wheel):
@@ -35,7 +25,7 @@ def test_the_wheel_carries_the_bundled_data_and_the_entry_points(wheel):
 def test_the_wheel_carries_the_package_alone(wheel):
     """No tests, benches, example DAGs or build leftovers: only airflow_carbon and its metadata."""
     names = zipfile.ZipFile(wheel).namelist()
-    version = wheel.name.split("-")[1]
+    version = wheel_version(wheel)
     assert {name.split("/")[0] for name in names} == {"airflow_carbon", f"airflow_carbon-{version}.dist-info"}
     assert not [name for name in names if "/tests/" in name or "__pycache__" in name or name.endswith(".pyc")]
     assert version == airflow_carbon.__version__

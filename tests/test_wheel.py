@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import BUNDLED, wheel_version
+
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ("carbon_intensity.csv", "inference_jobs.csv", "solar_generation.csv", "de_ci.csv", "fr_ci.csv")
 AIRFLOW_VERSIONS = os.environ.get("CARBON_WHEEL_AIRFLOW", "").split()
 PYTHON = os.environ.get("CARBON_WHEEL_PYTHON", sys.executable)
 INSTALL_TIMEOUT_S = 1200
@@ -52,20 +53,6 @@ class Installed:
 
     def python(self, code: str) -> str:
         return self.run("python", "-c", code)
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    if os.environ.get("CARBON_WHEEL"):
-        return Path(os.environ["CARBON_WHEEL"]).resolve()
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                    str(out), str(ROOT)], check=True, cwd=out)
-    return next(out.glob("airflow_carbon-*.whl"))
-
-
-def wheel_version(wheel: Path) -> str:
-    return wheel.name.split("-")[1]
 
 
 @pytest.fixture(scope="module", params=AIRFLOW_VERSIONS)
